@@ -1,0 +1,158 @@
+"""Every process reads its settings here: one declarative table, one INI loader, one validator.
+
+Unknown sections or keys and bad values stop the process with file, section and key named;
+`appliance init` writes its config from the same table.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from appliance import converters as c
+from appliance.errors import ConfigError
+from appliance.stages import Stage, stage_named
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    convert: Callable[[str], Any]
+    default: str  # text as it would appear in the file; "" with `derived` means computed
+    help: str
+    derived: bool = False
+
+
+S = Setting
+SETTINGS: tuple[Setting, ...] = (
+    S("appliance", "stage", stage_named, "DEVELOPMENT",
+      "TESTING, DEVELOPMENT, INTEGRATION or PRODUCTION: picks the default ports"),
+    S("appliance", "instance", c.text, "", "name of this instance, the records' origin "
+      "(default: host name and stage)", derived=True),
+    S("appliance", "var_dir", c.text, "../var",
+      "where data, journal, logs and sockets live; relative to this file's folder"),
+    S("appliance", "bind", c.bind_address, "127.0.0.1",
+      "address the listeners bind; 0.0.0.0 exposes them to the network"),
+    S("appliance", "log_level", c.log_level, "INFO", "level of the processes' own logs"),
+
+    S("ingestor", "port", c.port_number, "", "TCP+UDP port for SocketHandler/DatagramHandler "
+      "clients (default: the stage's)", derived=True),
+    S("ingestor", "udp", c.boolean, "true", "also accept DatagramHandler frames on UDP"),
+    S("ingestor", "publish", c.endpoint, "ipc://{var}/run/records.pub",
+      "ZeroMQ PUB endpoint the subscribers connect to"),
+    S("ingestor", "max_frame_bytes", c.byte_size, "1MiB",
+      "largest accepted frame; a longer length closes that connection"),
+    S("ingestor", "max_text_chars", c.positive_int, "65536",
+      "cap for message, exc_text, stack_info and extra; longer values are cut with a marker"),
+    S("ingestor", "max_field_chars", c.positive_int, "1024", "cap for every other text field"),
+    S("ingestor", "max_connections", c.positive_int, "1024", "concurrent TCP clients allowed"),
+    S("ingestor", "batch_records", c.positive_int, "2000",
+      "records journaled and published together at most"),
+    S("ingestor", "batch_delay", c.duration, "5ms",
+      "longest a received record waits before it is journaled"),
+
+    S("journal", "dir", c.text, "{var}/journal", "segment files and subscriber cursors"),
+    S("journal", "segment_bytes", c.byte_size, "64MiB", "size at which a new segment starts"),
+    S("journal", "keep", c.duration, "1d",
+      "segments every subscriber has passed are deleted once older than this"),
+    S("journal", "max_bytes", c.byte_size, "4GiB", "hard cap; past it the oldest segments go "
+      "even if unread (logged loudly and counted as lost)"),
+    S("journal", "fsync", c.boolean, "true", "fsync each batch (survives power loss, not just "
+      "a process kill)"),
+
+    S("writer", "db", c.text, "{var}/herald.sqlite", "SQLite database file"),
+    S("writer", "batch_records", c.positive_int, "2000", "rows per transaction at most"),
+    S("writer", "batch_delay", c.duration, "200ms", "longest a record waits for its transaction"),
+    S("writer", "keep", c.duration, "30d", "delete records received longer ago (0 = never)"),
+    S("writer", "max_rows", c.natural_int, "20000000", "keep at most this many rows (0 = no cap)"),
+    S("writer", "retention_interval", c.duration, "60s", "how often retention runs"),
+    S("writer", "delete_batch", c.positive_int, "2000",
+      "rows deleted per retention transaction, so readers never stall"),
+
+    S("web", "port", c.port_number, "", "web viewer port (default: the stage's)", derived=True),
+)
+
+_BY_KEY = {(s.section, s.key): s for s in SETTINGS}
+SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
+
+
+class Config(SimpleNamespace):
+    """Typed settings: `config.ingestor.port`, `config.journal.dir`, … plus `path` and `stage`."""
+
+    path: Path
+    stage: Stage
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and resolve one appliance.ini; raise ConfigError naming what is wrong."""
+    path = Path(path).resolve()
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment, method-assign]  # keep the key's case
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read: {error.strerror}", str(path)) from None
+    except configparser.Error as error:
+        raise ConfigError(f"not a valid INI file: {error}", str(path)) from None
+    return from_parser(parser, path)
+
+
+def from_parser(parser: configparser.ConfigParser, path: Path) -> Config:
+    raw: dict[str, dict[str, str]] = {section: {} for section in SECTIONS}
+    for section in parser.sections():
+        if section not in raw:
+            raise ConfigError(f"unknown section; known: {', '.join(SECTIONS)}", str(path), section)
+        for key, value in parser.items(section):
+            if (section, key) not in _BY_KEY:
+                known = ", ".join(s.key for s in SETTINGS if s.section == section)
+                raise ConfigError(f"unknown key; known in this section: {known}",
+                                  str(path), section, key)
+            raw[section][key] = value
+    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for setting in SETTINGS:
+        text = raw[setting.section].get(setting.key, setting.default)
+        if setting.derived and not text.strip():
+            values[setting.section][setting.key] = None
+            continue
+        try:
+            values[setting.section][setting.key] = setting.convert(text)
+        except ValueError as error:
+            raise ConfigError(str(error), str(path), setting.section, setting.key) from None
+    return _resolve(values, path)
+
+
+def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
+    """Fill in what derives from the stage and the file's location, then cross-check."""
+    base = path.parent
+    app = values["appliance"]
+    stage: Stage = app["stage"]
+    var = (base / app["var_dir"]).resolve()
+    app["var_dir"] = var
+    app["instance"] = app["instance"] or f"{socket.gethostname()}{stage.suffix or '_p'}"
+    values["ingestor"]["port"] = values["ingestor"]["port"] or stage.ingest_port
+    values["web"]["port"] = values["web"]["port"] or stage.web_port
+    for section, key in (("journal", "dir"), ("writer", "db")):
+        values[section][key] = (base / values[section][key].format(var=var)).resolve()
+    try:
+        values["ingestor"]["publish"] = c.endpoint(values["ingestor"]["publish"].format(var=var))
+    except ValueError as error:
+        raise ConfigError(str(error), str(path), "ingestor", "publish") from None
+    if values["ingestor"]["port"] == values["web"]["port"]:
+        raise ConfigError(f"ingest and web port are both {values['web']['port']}",
+                          str(path), "web", "port")
+    config = Config(**{name: SimpleNamespace(**section) for name, section in values.items()})
+    config.path, config.stage = path, stage
+    return config
+
+
+def default_text(section: str, key: str) -> str:
+    """The default of one setting as it would be written in a file (for `appliance init`)."""
+    return _BY_KEY[(section, key)].default

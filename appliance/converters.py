@@ -1,0 +1,106 @@
+"""Small functions that turn one config text into one typed value, or raise ValueError.
+
+Modelled on supervisor's `datatypes.py`; `config.py` wraps their errors with file/section/key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true/false, yes/no, on/off, 1/0)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"{value} must be 1 or more")
+    return value
+
+
+def natural_int(text: str) -> int:
+    """A whole number ≥ 0 (0 usually means 'no limit')."""
+    if text.strip() == "0":
+        return 0
+    return positive_int(text)
+
+
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise ValueError(f"{value} is not a port number (1-65535)")
+    return value
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def byte_size(text: str) -> int:
+    """'65536', '64KiB', '64k', '1GB' → bytes (binary multiples, like supervisor)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (e.g. 65536, 64KiB, 512MiB, 4GiB)")
+    unit = (match.group(2) or "").lower()[:1]
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_SECONDS = {"ms": 0.001, "s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> float:
+    """'250ms', '5s', '15m', '2h', '7d', '1w' or plain seconds → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (e.g. 250ms, 30s, 15m, 2h, 7d)")
+    return float(match.group(1)) * _SECONDS[(match.group(2) or "").lower()]
+
+
+def bind_address(text: str) -> str:
+    value = text.strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
+    return value
+
+
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def log_level(text: str) -> str:
+    value = text.strip().upper()
+    if value not in _LOG_LEVELS:
+        raise ValueError(f"{text!r} is not a log level ({', '.join(sorted(_LOG_LEVELS))})")
+    return value
+
+
+def endpoint(text: str) -> str:
+    """A ZeroMQ endpoint this appliance may use: ipc://PATH or tcp://HOST:PORT."""
+    value = text.strip()
+    if value.startswith("ipc://"):
+        # The kernel limits unix socket paths to 107 bytes; ZeroMQ's own error is cryptic.
+        if len(value[6:].encode()) > 107:
+            raise ValueError(f"ipc path is longer than 107 bytes: {value[6:]!r}")
+        return value
+    if re.fullmatch(r"tcp://[\w.\-\[\]:*]+:\d{1,5}", value):
+        return value
+    raise ValueError(f"{text!r} is not an endpoint (ipc:///path or tcp://host:port)")
+
+
+def text(value: str) -> str:
+    return value.strip()

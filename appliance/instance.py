@@ -1,0 +1,140 @@
+"""`appliance init`: writes a self-contained instance (supervisord.conf, conf/, var/).
+
+The repo's own supervisord.conf and conf/appliance.ini are the same templates rendered for an
+in-place instance; a test keeps them from drifting apart.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import textwrap
+from pathlib import Path
+
+from appliance.config import SECTIONS, SETTINGS
+from appliance.errors import ConfigError
+from appliance.stages import Stage
+
+IN_PLACE_COMMAND = "python3 -m appliance"
+UNIX_PATH_MAX = 107
+
+SUPERVISORD_TEMPLATE = """\
+; Herald appliance instance, stage {stage}. Operate it with
+;   supervisorctl -c {conf_hint} status|restart writer|tail -f ingestor|pid writer
+; Paths go through %(here)s, so the folder can be moved as a whole.
+
+[unix_http_server]
+file=%(here)s/var/run/supervisor.sock
+chmod=0700
+
+[supervisorctl]
+serverurl=unix://%(here)s/var/run/supervisor.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisord]
+logfile=%(here)s/var/log/supervisord.log
+pidfile=%(here)s/var/run/supervisord.pid
+childlogdir=%(here)s/var/log
+directory=%(here)s
+identifier=herald-{stage}
+
+[program:ingestor]
+command={command} ingestor -c %(here)s/conf/appliance.ini
+environment=PYTHONPATH="{pythonpath}",PYTHONUNBUFFERED="1"
+priority=10
+autorestart=true
+startsecs=1
+startretries=5
+stopsignal=TERM
+stopwaitsecs=30
+redirect_stderr=true
+stdout_logfile=%(here)s/var/log/%(program_name)s.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+
+; Scale a subscriber with numprocs=N, process_name=%(program_name)s_%(process_num)d and
+; --shard %(process_num)d/N: each record is then handled by exactly one of them.
+[program:writer]
+command={command} writer -c %(here)s/conf/appliance.ini --shard %(process_num)d/1
+process_name=%(program_name)s
+numprocs=1
+environment=PYTHONPATH="{pythonpath}",PYTHONUNBUFFERED="1"
+priority=20
+autorestart=true
+startsecs=1
+startretries=5
+stopsignal=TERM
+stopwaitsecs=60
+redirect_stderr=true
+stdout_logfile=%(here)s/var/log/%(program_name)s_%(process_num)d.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+"""
+
+
+def render_supervisord(stage: Stage, command: str, pythonpath: str, conf_hint: str) -> str:
+    return SUPERVISORD_TEMPLATE.format(stage=stage.name, command=command,
+                                       pythonpath=pythonpath, conf_hint=conf_hint)
+
+
+def render_appliance_ini(stage: Stage, ingest_port: int | None, web_port: int | None) -> str:
+    """Every setting with its help; the stage and chosen ports set, the rest commented."""
+    chosen = {("appliance", "stage"): stage.name}
+    if ingest_port:
+        chosen[("ingestor", "port")] = str(ingest_port)
+    if web_port:
+        chosen[("web", "port")] = str(web_port)
+    lines = ["; Herald appliance settings. Every key is optional; the commented value is the",
+             "; default. Unknown keys and bad values stop the processes with a clear message.",
+             "; Relative paths are relative to this file's folder; {var} is var_dir.", ""]
+    for section in SECTIONS:
+        lines.append(f"[{section}]")
+        for setting in (s for s in SETTINGS if s.section == section):
+            lines.extend("; " + line for line in textwrap.wrap(setting.help, 94))
+            value = chosen.get((section, setting.key))
+            if value is not None:
+                lines.append(f"{setting.key} = {value}")
+            else:
+                lines.append(f";{setting.key} = {setting.default}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+NEELIX_INI = """\
+; neelix rules (see the README). The old per-system format keeps working, e.g.
+;
+; [ch2eu]
+; MAIL_TO = ops@example.org, oncall@example.org
+; MSG = Traceback
+; AGE = 60*60*2
+"""
+
+
+def init(directory: Path, stage: Stage, ingest_port: int | None = None,
+         web_port: int | None = None, force: bool = False) -> Path:
+    """Write an instance into `directory`; return its supervisord.conf."""
+    directory = Path(directory).resolve()
+    ini = directory / "conf" / "appliance.ini"
+    if ini.exists() and not force:
+        raise ConfigError("an instance already exists here (use --force to overwrite)",
+                          str(ini))
+    for socket_path in (directory / "var/run/supervisor.sock",
+                        directory / "var/run/records.pub"):
+        if len(str(socket_path).encode()) > UNIX_PATH_MAX:
+            raise ConfigError(f"instance path too long for a unix socket: {socket_path} "
+                              f"(at most {UNIX_PATH_MAX} bytes)", str(directory))
+    if ingest_port and web_port and ingest_port == web_port:
+        raise ConfigError(f"ingest and web port are both {web_port}", str(ini))
+    for sub in ("conf", "var/run", "var/log"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    ini.write_text(render_appliance_ini(stage, ingest_port, web_port), encoding="utf-8")
+    neelix = directory / "conf" / "neelix.ini"
+    if not neelix.exists():
+        neelix.write_text(NEELIX_INI, encoding="utf-8")
+    conf = directory / "supervisord.conf"
+    package_root = str(Path(__file__).resolve().parent.parent)
+    conf.write_text(render_supervisord(stage, f"{shlex.quote(sys.executable)} -m appliance",
+                                       package_root, str(conf)), encoding="utf-8")
+    return conf

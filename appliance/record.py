@@ -1,0 +1,188 @@
+"""The record schema and the normalisation of a client's record dict into it.
+
+Pure functions over plain data: the ingestor calls `normalize` on every decoded frame; the
+writer, forwarder and neelix read records as lists in `COLUMNS` order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+COLUMNS: tuple[str, ...] = (
+    "seq", "origin", "received", "created", "levelno", "levelname", "logger", "message",
+    "exc_text", "stack_info", "pathname", "filename", "module", "func_name", "lineno",
+    "process", "process_name", "thread", "thread_name", "task_name", "system_id",
+    "sub_system_id", "sub_sub_system_id", "produkt_id", "user_spec_1", "user_spec_2",
+    "package_version", "api_version", "peer", "extra",
+)
+INDEX = {name: i for i, name in enumerate(COLUMNS)}
+SEQ, ORIGIN, RECEIVED, PEER, EXTRA = (INDEX[n] for n in ("seq", "origin", "received", "peer",
+                                                           "extra"))
+
+# ps.basic's fields arrive upper-case, other clients' lower-case.
+PS_FIELDS = ("system_id", "sub_system_id", "sub_sub_system_id", "produkt_id", "user_spec_1",
+             "user_spec_2", "package_version", "api_version")
+# Client attribute → column, for every attribute a client may set.
+_CLIENT_FIELDS: dict[str, int] = {
+    "name": INDEX["logger"], "msg": INDEX["message"], "funcName": INDEX["func_name"],
+    "processName": INDEX["process_name"], "threadName": INDEX["thread_name"],
+    "taskName": INDEX["task_name"],
+    **{n: INDEX[n] for n in ("created", "levelno", "levelname", "exc_text", "stack_info",
+                             "pathname", "filename", "module", "lineno", "process", "thread")},
+    **{n: INDEX[n] for n in PS_FIELDS},
+    **{n.upper(): INDEX[n] for n in PS_FIELDS},
+}
+# Standard LogRecord attributes that carry nothing the columns don't (or nothing sendable).
+_DROPPED = frozenset({"args", "exc_info", "msecs", "relativeCreated", "message"})
+_INTS = frozenset(INDEX[n] for n in ("levelno", "lineno", "process", "thread"))
+_TEXTS = frozenset(INDEX[n] for n in ("message", "exc_text", "stack_info"))
+_NONE_STRINGS = frozenset(INDEX[n] for n in PS_FIELDS)
+_INT64 = 2**63
+# A %-spec whose width or precision is '*' or 5+ digits could build a huge string.
+_HUGE_SPEC = re.compile(r"%[^a-zA-Z%]*(?:\*|\d{5,})")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Size limits: `text` for message/exc_text/stack_info/extra, `field` for the rest."""
+
+    text: int = 65536
+    field: int = 1024
+    nodes: int = 10000  # containers and leaves in one attribute's value
+
+
+def truncate(text: str, cap: int) -> str:
+    if len(text) <= cap:
+        return text
+    return f"{text[:cap]}…[truncated {len(text) - cap} chars]"
+
+
+def normalize(raw: dict, peer: str | None, received: float, caps: Caps) -> list:
+    """A client's record dict → values in COLUMNS order (seq and origin left None).
+
+    Never raises on any plain data: odd values are coerced, unknown attributes go to `extra`.
+    """
+    values: list = [None] * len(COLUMNS)
+    extra: dict = {}
+    args = None
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            key = str(key) if isinstance(key, _SCALARS) else repr(type(key))
+        if not isinstance(value, _SCALARS) and not _bounded(value, caps):
+            value = f"…[value too large: more than {caps.nodes} parts]"
+        index = _CLIENT_FIELDS.get(key)
+        if index is not None:
+            values[index] = value
+        elif key == "args":
+            args = value
+        elif key not in _DROPPED:
+            extra[key] = value
+    values[INDEX["message"]] = _message(values[INDEX["message"]], args)
+    for index, value in enumerate(values):
+        if value is not None:
+            values[index] = _coerce(index, value, caps)
+    _fill_level(values)
+    values[RECEIVED] = received
+    values[PEER] = peer
+    values[EXTRA] = _extra_json(extra, caps) if extra else None
+    return values
+
+
+def _coerce(index: int, value: object, caps: Caps) -> object:
+    if index in _INTS:
+        if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+            return None
+        try:
+            number = int(value)
+        except (ValueError, OverflowError):
+            return None
+        return number if -_INT64 <= number < _INT64 else None
+    if index == INDEX["created"]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            return float(value)
+        return None
+    text = _text(value)
+    if index in _NONE_STRINGS and text == "None":
+        return None
+    return truncate(text, caps.text if index in _TEXTS else caps.field)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def _message(msg: object, args: object) -> object:
+    """Merge unmerged args safely: %-format plain data, or fall back to msg plus repr(args)."""
+    if msg is None or not args or not isinstance(args, (tuple, list, dict)):
+        return msg
+    text = _text(msg)
+    if isinstance(args, list):
+        args = tuple(args)
+    if not _HUGE_SPEC.search(text):
+        try:
+            return text % args
+        except (TypeError, ValueError, KeyError, OverflowError, MemoryError):
+            pass
+    return f"{text} {args!r}"
+
+
+def _fill_level(values: list) -> None:
+    levelno, levelname = INDEX["levelno"], INDEX["levelname"]
+    if values[levelno] is None and values[levelname] is not None:
+        number = logging.getLevelName(values[levelname].upper())
+        values[levelno] = number if isinstance(number, int) else None
+    elif values[levelname] is None and values[levelno] is not None:
+        values[levelname] = logging.getLevelName(values[levelno])
+
+
+def _bounded(value: object, caps: Caps) -> bool:
+    """True if a container is small enough to format: pickle memo references can make a
+    few bytes expand into an exponentially large structure."""
+    budget, chars, stack = caps.nodes, 0, [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if isinstance(item, (str, bytes)):
+            chars += len(item)
+            if chars > caps.text * 4:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return True
+
+
+def _extra_json(extra: dict, caps: Caps) -> str:
+    try:
+        text = json.dumps(extra, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except (ValueError, TypeError, RecursionError):
+        text = json.dumps({k: repr(v)[:caps.field] for k, v in extra.items()}, ensure_ascii=False)
+    if len(text) > caps.text:
+        text = json.dumps({"_truncated": truncate(text, caps.text)}, ensure_ascii=False)
+    return text
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return repr(value)
+
+
+def scrub(values: list) -> list:
+    """Make every string encodable as UTF-8 (pickle can carry lone surrogates)."""
+    return [v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
+            for v in values]

@@ -1,0 +1,202 @@
+"""The loop every subscriber shares: live batches from ZeroMQ SUB, gaps filled from the journal.
+
+A subscriber's sink applies a batch and its cursor atomically; anything at or below the cursor
+is skipped, so each record takes effect exactly once through restarts and kill -9.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import zmq
+
+from appliance import retention
+from appliance.codec import unpack_record
+from appliance.journal import JournalReader, decode_entries
+from appliance.record import INDEX
+from appliance.runtime import Every, StopFlag
+
+log = logging.getLogger(__name__)
+
+TOPIC = b"records"
+# Batches queued in ZeroMQ per subscriber: past this, PUB drops and the journal fills the gap,
+# so a slow subscriber costs disk, not memory.
+RCVHWM = 16
+_SYSTEM_ID = INDEX["system_id"]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process handles the records whose stable hash of system_id falls to `index`."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard wants K/N, e.g. 0/2, not {text!r}") from None
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"--shard {text}: need 0 <= K < N")
+        return cls(index, count)
+
+    def owns(self, system_id: str | None) -> bool:
+        if self.count == 1:
+            return True
+        return zlib.crc32((system_id or "").encode("utf-8", "surrogatepass")) % self.count \
+            == self.index
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}of{self.count}"
+
+
+class Sink(Protocol):
+    def load_cursor(self, origin: str) -> int: ...
+
+    def apply(self, records: list[list], origin: str, last_seq: int) -> None: ...
+
+    def tick(self) -> None: ...
+
+
+def wait_for_origin(journal_dir: Path, stop: StopFlag) -> str | None:
+    """The journal's origin, once the ingestor has created it."""
+    path = Path(journal_dir) / "origin"
+    announced = False
+    while not stop:
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            if not announced:
+                log.info("waiting for the ingestor to create the journal in %s", journal_dir)
+                announced = True
+            time.sleep(0.2)
+    return None
+
+
+class SubscriberLoop:
+    def __init__(self, name: str, journal_dir: Path, endpoint: str, sink: Sink, shard: Shard,
+                 batch_records: int, batch_delay: float, stop: StopFlag) -> None:
+        self.name, self.journal_dir, self.endpoint = name, Path(journal_dir), endpoint
+        self.sink, self.shard, self.stop = sink, shard, stop
+        self.batch_records, self.batch_delay = batch_records, batch_delay
+        self.reader = JournalReader(self.journal_dir)
+        self.origin = ""
+        self.cursor = 0      # durable
+        self.position = 0    # taken into `pending`
+        self.pending: list[list] = []
+        self.pending_since = 0.0
+        self.processed = self.lost = 0
+        self._cursor_hint = Every(1.0)
+        self._stats = Every(60.0)
+
+    def run(self) -> None:
+        origin = wait_for_origin(self.journal_dir, self.stop)
+        if origin is None:
+            return
+        self.origin = origin
+        self.cursor = self.position = self.sink.load_cursor(origin)
+        log.info("%s: origin %s, resuming after seq %d (shard %s)", self.name, origin,
+                 self.cursor, self.shard.label)
+        context = zmq.Context.instance()
+        sub = context.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, RCVHWM)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, TOPIC)
+        sub.connect(self.endpoint)
+        try:
+            self._loop(sub)
+        finally:
+            self.flush()
+            sub.close()
+            log.info("%s: stopped after seq %d (%s)", self.name, self.cursor,
+                     self.stop.signal_name or "end")
+
+    def _loop(self, sub: zmq.Socket) -> None:
+        catching_up = True
+        while not self.stop:
+            if catching_up:
+                entries = self.reader.read_from(self.position + 1, self.batch_records)
+                if entries:
+                    self.take(entries)
+                    self.flush_if_due()
+                    continue
+                catching_up = False
+            timeout_ms = self._poll_timeout_ms()
+            if sub.poll(timeout_ms):
+                catching_up = self._take_live(sub)
+            elif self.position == self.cursor:
+                catching_up = True  # quiet: look in the journal in case a batch was dropped
+            self.flush_if_due()
+            if self._stats.due():
+                log.info("%s: %d records processed, cursor %d, %d lost", self.name,
+                         self.processed, self.cursor, self.lost)
+
+    def _take_live(self, sub: zmq.Socket) -> bool:
+        """Take queued live batches; True if one showed a gap (go read the journal)."""
+        for _ in range(RCVHWM):
+            try:
+                _topic, blob = sub.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return False
+            entries, _ = decode_entries(blob)
+            if not entries or entries[-1][0] <= self.position:
+                continue
+            if entries[0][0] > self.position + 1:
+                return True
+            self.take(entries)
+        return False
+
+    def _poll_timeout_ms(self) -> int:
+        if self.position <= self.cursor:
+            return 1000
+        left = self.pending_since + self.batch_delay - time.monotonic()
+        return max(0, int(left * 1000))
+
+    def take(self, entries: list[tuple[int, bytes]]) -> None:
+        """Add journal entries (ascending seq) after the current position to the batch."""
+        for seq, payload in entries:
+            if seq <= self.position:
+                continue
+            if seq != self.position + 1:
+                missing = seq - self.position - 1
+                self.lost += missing
+                log.error("%s: %d records (seq %d-%d) were deleted from the journal before "
+                          "this subscriber got them", self.name, missing, self.position + 1,
+                          seq - 1)
+            if self.position == self.cursor:
+                self.pending_since = time.monotonic()
+            self.position = seq
+            values = unpack_record(payload)
+            if self.shard.owns(values[_SYSTEM_ID]):
+                self.pending.append(values)
+                if len(self.pending) >= self.batch_records:
+                    self.flush()
+
+    def flush_if_due(self) -> None:
+        if self.position > self.cursor and \
+                time.monotonic() - self.pending_since >= self.batch_delay:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply the batch and move the cursor, atomically, through the sink."""
+        if self.position <= self.cursor:
+            return
+        self.sink.apply(self.pending, self.origin, self.position)
+        self.processed += len(self.pending)
+        self.cursor = self.position
+        self.pending = []
+        if self._cursor_hint.due() or self.stop:
+            retention.write_cursor(self.journal_dir, self.cursor_name, self.cursor)
+        self.sink.tick()
+
+    @property
+    def cursor_name(self) -> str:
+        return f"{self.name}-{self.shard.label}"

@@ -1,0 +1,130 @@
+"""The SQLite writer: a subscriber that stores every record of its shard in the herald DB.
+
+Rows and the cursor go in one transaction; retention deletes old rows in small batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import peewee as pw
+
+from appliance import config as config_module
+from appliance.models import Cursor, Record, database, open_database
+from appliance.record import COLUMNS, scrub
+from appliance.runtime import Every, StopFlag, setup_logging
+from appliance.subscriber import Shard, SubscriberLoop
+
+log = logging.getLogger(__name__)
+
+INSERT_SQL = (f"INSERT OR IGNORE INTO {Record._meta.table_name} ({', '.join(COLUMNS)}) "
+              f"VALUES ({', '.join('?' * len(COLUMNS))})")
+
+
+class DatabaseSink:
+    """Applies batches to SQLite. Uses executemany on peewee's connection: 2-3× faster than
+    building a multi-row insert_many statement (measured), same transaction semantics."""
+
+    def __init__(self, name: str, keep: float, max_rows: int, retention_interval: float,
+                 delete_batch: int, retention_owner: bool) -> None:
+        self.name = name
+        self.keep, self.max_rows, self.delete_batch = keep, max_rows, delete_batch
+        self.retention_owner = retention_owner
+        self._retention = Every(retention_interval)
+        self.rejected = self.duplicates = 0
+
+    def load_cursor(self, origin: str) -> int:
+        row = Cursor.get_or_none((Cursor.name == self.name) & (Cursor.origin == origin))
+        return row.seq if row else 0
+
+    def apply(self, records: list[list], origin: str, last_seq: int) -> None:
+        with database.atomic():
+            inserted = self._insert(records)
+            Cursor.insert(name=self.name, origin=origin, seq=last_seq).on_conflict(
+                conflict_target=[Cursor.name, Cursor.origin],
+                update={Cursor.seq: last_seq}).execute()
+        self.duplicates += len(records) - inserted - self._last_rejected
+        if len(records) - inserted - self._last_rejected:
+            log.warning("%s: %d records were already stored (same origin and seq)", self.name,
+                        len(records) - inserted - self._last_rejected)
+
+    def _insert(self, records: list[list]) -> int:
+        """Insert a batch; if it fails, row by row, so one bad row never blocks the others
+        (and never crash-loops the writer on the same journal entries)."""
+        self._last_rejected = 0
+        if not records:
+            return 0
+        cursor = database.cursor()
+        try:
+            with database.atomic():
+                cursor.executemany(INSERT_SQL, records)
+                return cursor.rowcount
+        except (pw.DatabaseError, ValueError, OverflowError) as error:
+            log.warning("%s: batch insert failed (%s); inserting row by row", self.name, error)
+        inserted = 0
+        for values in records:
+            try:
+                with database.atomic():
+                    inserted += database.execute_sql(INSERT_SQL, scrub(values)).rowcount
+            except (pw.DatabaseError, ValueError, OverflowError) as error:
+                self._last_rejected += 1
+                self.rejected += 1
+                log.error("%s: record seq %s rejected by the database: %s", self.name,
+                          values[0], error)
+        return inserted
+
+    def tick(self) -> None:
+        if self.retention_owner and self._retention.due():
+            self.run_retention(time.time())
+
+    def run_retention(self, now: float) -> int:
+        """Delete rows past the keep time or over the row cap, a small batch per transaction."""
+        deleted = 0
+        if self.keep > 0:
+            deleted += self._delete_below(
+                Record.select(Record.id).where(Record.received < now - self.keep)
+                .order_by(Record.received.desc()).limit(1).scalar())
+        if self.max_rows > 0:
+            deleted += self._delete_below(
+                Record.select(Record.id).order_by(Record.id.desc())
+                .offset(self.max_rows).limit(1).scalar())
+        if deleted:
+            log.info("%s: retention deleted %d records", self.name, deleted)
+        return deleted
+
+    def _delete_below(self, last_id: int | None) -> int:
+        """Delete rows with id ≤ last_id, oldest first, in short transactions."""
+        deleted = 0
+        while last_id is not None:
+            with database.atomic():
+                ids = [r.id for r in Record.select(Record.id).where(Record.id <= last_id)
+                       .order_by(Record.id).limit(self.delete_batch)]
+                if not ids:
+                    break
+                deleted += Record.delete().where(Record.id.in_(ids)).execute()
+            if len(ids) < self.delete_batch:
+                break
+        return deleted
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="appliance writer", description=__doc__)
+    parser.add_argument("-c", "--config", required=True, help="path of appliance.ini")
+    parser.add_argument("--shard", type=Shard.parse, default=Shard(), help="K/N, e.g. 0/2")
+    args = parser.parse_args(argv)
+    config = config_module.load(args.config)
+    setup_logging(config.appliance.log_level)
+    stop = StopFlag()
+    settings = config.writer
+    open_database(settings.db, create=True)
+    name = f"writer-{args.shard.label}"
+    sink = DatabaseSink(name, settings.keep, settings.max_rows, settings.retention_interval,
+                        settings.delete_batch, retention_owner=args.shard.index == 0)
+    loop = SubscriberLoop("writer", config.journal.dir, config.ingestor.publish, sink,
+                          args.shard, settings.batch_records, settings.batch_delay, stop)
+    try:
+        loop.run()
+    finally:
+        database.close()
