@@ -45,6 +45,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("ingestor", "port", c.port_number, "", "TCP+UDP port for SocketHandler/DatagramHandler "
       "clients (default: the stage's)", derived=True),
     S("ingestor", "udp", c.boolean, "true", "also accept DatagramHandler frames on UDP"),
+    S("ingestor", "udp_receive_buffer", c.byte_size, "4MiB",
+      "kernel receive buffer asked for the UDP socket (UDP has no flow control: bursts beyond "
+      "it are dropped by the kernel; raise net.core.rmem_max to allow more)"),
     S("ingestor", "publish", c.endpoint, "ipc://{var}/run/records.pub",
       "ZeroMQ PUB endpoint the subscribers connect to"),
     S("ingestor", "max_frame_bytes", c.byte_size, "1MiB",

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -22,14 +23,15 @@ from appliance.errors import FrameError
 from appliance.journal import Journal
 from appliance.record import ORIGIN, SEQ, Caps, normalize, scrub
 from appliance.rejections import RejectionLog
-from appliance.runtime import setup_logging
+from appliance.runtime import Every, setup_logging, write_stats
 from appliance.subscriber import TOPIC
 
 log = logging.getLogger(__name__)
 
 PUB_SNDHWM = 16        # batches; a subscriber that falls behind reads the journal instead
 RETENTION_EVERY = 10.0  # seconds
-STATS_EVERY = 60.0
+STATS_EVERY = 2.0
+LOG_EVERY = 60.0
 
 
 class Ingestor:
@@ -103,6 +105,13 @@ class Ingestor:
         if result.lost:
             self.rejections.lost += sum(result.lost.values())
 
+    def write_stats(self) -> None:
+        write_stats(self.config.appliance.var_dir, "ingestor", {
+            "origin": self.origin, "accepted": self.accepted,
+            "next_seq": self.journal.next_seq, "rejected": self.rejections.total,
+            "rejected_by_reason": dict(self.rejections.by_reason),
+            "journal_lost": self.rejections.lost, "connections": self.connections})
+
     def log_stats(self) -> None:
         log.info("accepted %d records (next seq %d), rejected %d frames, %d connections",
                  self.accepted, self.journal.next_seq, self.rejections.total, self.connections)
@@ -175,7 +184,8 @@ async def serve(config: config_module.Config) -> None:
     udp = None
     if config.ingestor.udp:
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: DatagramProtocol(ingestor), local_addr=(host, port))
+            lambda: DatagramProtocol(ingestor),
+            sock=_udp_socket(host, port, config.ingestor.udp_receive_buffer))
     log.info("ingestor %s listening on %s:%d (tcp%s), journal %s, next seq %d, publishing on %s",
              ingestor.origin, host, port, "+udp" if udp else "", config.journal.dir,
              ingestor.journal.next_seq, config.ingestor.publish)
@@ -189,18 +199,33 @@ async def serve(config: config_module.Config) -> None:
         if udp is not None:
             udp.close()
         ingestor.close()
+        ingestor.write_stats()
         ingestor.log_stats()
 
 
+def _udp_socket(host: str, port: int, buffer_bytes: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux doubles it
+    if granted < buffer_bytes:
+        log.warning("UDP receive buffer is %d bytes, not the %d asked for: raise "
+                    "net.core.rmem_max, or bursts of datagrams will be dropped by the kernel",
+                    granted, buffer_bytes)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
 async def _periodic(ingestor: Ingestor) -> None:
-    elapsed = 0.0
+    retention_due, log_due = Every(RETENTION_EVERY), Every(LOG_EVERY)
     while True:
-        await asyncio.sleep(RETENTION_EVERY)
-        elapsed += RETENTION_EVERY
-        ingestor.prune_journal()
-        ingestor.rejections.flush_summary()
-        if elapsed >= STATS_EVERY:
-            elapsed = 0.0
+        await asyncio.sleep(STATS_EVERY)
+        ingestor.write_stats()
+        if retention_due.due():
+            ingestor.prune_journal()
+            ingestor.rejections.flush_summary()
+        if log_due.due():
             ingestor.log_stats()
 
 

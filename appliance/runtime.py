@@ -6,11 +6,14 @@ ConfigError into a clear message and exit code for supervisord's log.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from appliance.errors import EXIT_CONFIG, ApplianceError, ConfigError
 
@@ -69,3 +72,13 @@ class Every:
             return False
         self._next = now + self.interval
         return True
+
+
+def write_stats(var_dir: Path, name: str, counters: dict) -> None:
+    """Publish a process's counters as var/run/<name>.stats.json (atomically replaced)."""
+    directory = Path(var_dir) / "run"
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{name}.stats.tmp"
+    tmp.write_text(json.dumps({**counters, "time": time.time(), "pid": os.getpid()}),
+                   encoding="utf-8")
+    os.replace(tmp, directory / f"{name}.stats.json")

@@ -19,7 +19,8 @@ from appliance.subscriber import Shard, SubscriberLoop
 
 log = logging.getLogger(__name__)
 
-INSERT_SQL = (f"INSERT OR IGNORE INTO {Record._meta.table_name} ({', '.join(COLUMNS)}) "
+# Built from the schema's own constants, never from input.
+INSERT_SQL = (f"INSERT OR IGNORE INTO {Record._meta.table_name} ({', '.join(COLUMNS)}) "  # noqa: S608
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
 

@@ -1,0 +1,196 @@
+"""Helpers for tests that run the real appliance: an instance under real supervisord, real
+clients in their own processes, readiness by probe record, never a bare sleep."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CLIENT = HERE / "client.py"
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (bind port 0, as circus does)."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str,
+               diagnostics: Callable[[], str] = lambda: "") -> object:
+    """Poll until `predicate()` is truthy; fail loudly with `diagnostics()` on timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n"
+                                 f"{diagnostics()}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+
+
+class Instance:
+    """An `appliance init` instance in `directory`, run by a supervisord this test owns."""
+
+    def __init__(self, directory: Path, stage: str = "TESTING", **settings: dict) -> None:
+        self.dir = Path(directory)
+        self.port = free_port()
+        subprocess.run([sys.executable, "-m", "appliance", "init", str(self.dir),
+                        "--stage", stage, "--ingest-port", str(self.port),
+                        "--web-port", str(free_port())], check=True, capture_output=True)
+        self.conf = self.dir / "supervisord.conf"
+        self.ini = self.dir / "conf" / "appliance.ini"
+        self.db_path = self.dir / "var" / "herald.sqlite"
+        self.journal_dir = self.dir / "var" / "journal"
+        if settings:
+            self.set(**settings)
+        self.supervisord: subprocess.Popen | None = None
+
+    def set(self, **sections: dict) -> None:
+        """Append settings, e.g. set(writer={'batch_delay': '50ms'})."""
+        text = self.ini.read_text()
+        for section, values in sections.items():
+            lines = "".join(f"{key} = {value}\n" for key, value in values.items())
+            text = text.replace(f"[{section}]\n", f"[{section}]\n{lines}", 1)
+        self.ini.write_text(text)
+
+    # supervisord -----------------------------------------------------------------------
+    def start(self, wait_programs: tuple[str, ...] = ("ingestor", "writer")) -> Instance:
+        self.supervisord = subprocess.Popen(
+            ["supervisord", "-n", "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: all(self.state(p) == "RUNNING" for p in wait_programs), 30,
+                   f"{wait_programs} RUNNING", self.diagnostics)
+        return self
+
+    def stop(self) -> None:
+        process, self.supervisord = self.supervisord, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def ctl(self, *args: str) -> str:
+        done = subprocess.run(["supervisorctl", "-c", str(self.conf), *args],
+                              capture_output=True, text=True, timeout=60)
+        return done.stdout + done.stderr
+
+    def state(self, program: str) -> str:
+        words = self.ctl("status", program).split()
+        return words[1] if len(words) > 1 else ""
+
+    def pid(self, program: str) -> int:
+        text = self.ctl("pid", program).strip()
+        return int(text) if text.isdigit() else 0
+
+    def kill9(self, program: str) -> int:
+        """SIGKILL a program by its PID and wait until supervisord runs a new one."""
+        old = self.pid(program)
+        assert old, f"{program} has no pid: {self.ctl('status')}"
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: self.pid(program) not in (0, old)
+                   and self.state(program) == "RUNNING", 30,
+                   f"{program} restarted after kill -9", self.diagnostics)
+        return self.pid(program)
+
+    # data ------------------------------------------------------------------------------
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if not self.db_path.exists():
+            return []
+        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30) as db:
+            try:
+                return db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as error:
+                if "no such table" in str(error):
+                    return []
+                raise
+
+    def count(self, where: str = "1", params: tuple = ()) -> int:
+        rows = self.query(f"SELECT count(*) FROM record WHERE {where}", params)
+        return rows[0][0] if rows else 0
+
+    def log(self, program: str) -> str:
+        parts = []
+        for path in sorted((self.dir / "var" / "log").glob(f"{program}*.log")):
+            parts.append(path.read_text(errors="replace"))
+        return "".join(parts)
+
+    def diagnostics(self) -> str:
+        out = [self.ctl("status")]
+        for path in sorted((self.dir / "var" / "log").glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-25:]
+            out.append(f"--- {path.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """A probe record that arrives end to end proves PUB/SUB and the writer are live."""
+        marker = f"probe-{uuid.uuid4().hex}"
+        handler = logging.handlers.SocketHandler("127.0.0.1", self.port)
+        logger = logging.Logger("probe")
+        logger.addHandler(handler)
+
+        def arrived() -> bool:
+            logger.warning(marker, extra={"SYSTEM_ID": "probe"})
+            return self.count("message = ?", (marker,)) > 0
+
+        try:
+            wait_until(arrived, timeout, "a probe record in the DB", self.diagnostics)
+        finally:
+            handler.close()
+
+    def wait_count(self, expected: int, where: str = "1", params: tuple = (),
+                   timeout: float = 120) -> None:
+        wait_until(lambda: self.count(where, params) >= expected, timeout,
+                   f"{expected} records where {where}",
+                   lambda: f"have {self.count(where, params)}\n{self.diagnostics()}")
+
+
+def start_client(port: int, count: int, system_id: str, *, udp: bool = False,
+                 rate: float = 0.0, lowercase: bool = False) -> subprocess.Popen:
+    """A separate client process that logs `count` records through the stdlib handler."""
+    args = [sys.executable, str(CLIENT), "--port", str(port), "--count", str(count),
+            "--system-id", system_id]
+    if udp:
+        args.append("--udp")
+    if rate:
+        args += ["--rate", str(rate)]
+    if lowercase:
+        args.append("--lowercase")
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> str:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate(timeout=10)
+        raise AssertionError(f"client did not finish: {out}\n{err}") from None
+    assert process.returncode == 0, f"client failed ({process.returncode}): {out}\n{err}"
+    return out
