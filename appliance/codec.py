@@ -18,6 +18,10 @@ from appliance.errors import FrameError
 HEADER_BYTES = 4
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle asked for a global: it tries to reach code."""
+
+
 class _PlainDataUnpickler(pickle.Unpickler):
     """Builds dict/list/tuple/str/bytes/int/float/bool/None and nothing else.
 
@@ -27,21 +31,23 @@ class _PlainDataUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"global {module}.{name} refused")
+        raise _Refused(f"global {module}.{name} refused")
 
 
 def decode_frame(payload: bytes) -> dict:
     """One frame's pickle → the client's record dict, or FrameError (the stream goes on)."""
     if not payload:
-        raise FrameError("empty frame")
+        raise FrameError("empty frame", "empty")
     try:
         value = _PlainDataUnpickler(io.BytesIO(payload)).load()
-    except pickle.UnpicklingError as error:
-        raise FrameError(f"refused pickle: {error}") from None
+    except _Refused as error:
+        raise FrameError(f"refused pickle: {error}", "refused-pickle") from None
     except Exception as error:  # noqa: BLE001 - any failure of hostile bytes is a bad frame
-        raise FrameError(f"undecodable pickle: {type(error).__name__}: {error}") from None
+        raise FrameError(f"undecodable pickle: {type(error).__name__}: {error}",
+                         "bad-pickle") from None
     if not isinstance(value, dict):
-        raise FrameError(f"frame holds a {type(value).__name__}, not a record dict")
+        raise FrameError(f"frame holds a {type(value).__name__}, not a record dict",
+                         "not-a-dict")
     return value
 
 
@@ -65,7 +71,7 @@ class FrameSplitter:
             length = int.from_bytes(buffer[pos:pos + HEADER_BYTES], "big")
             if length > self.max_frame_bytes:
                 error = FrameError(f"frame length {length} exceeds the maximum "
-                                   f"{self.max_frame_bytes}", fatal=True)
+                                   f"{self.max_frame_bytes}", "oversized", fatal=True)
                 break
             if end - pos - HEADER_BYTES < length:
                 break
@@ -83,12 +89,15 @@ class FrameSplitter:
 def split_datagram(datagram: bytes, max_frame_bytes: int) -> bytes:
     """A DatagramHandler datagram (one frame) → its payload, or FrameError."""
     if len(datagram) < HEADER_BYTES:
-        raise FrameError(f"datagram of {len(datagram)} bytes is shorter than a frame header")
+        raise FrameError(f"datagram of {len(datagram)} bytes is shorter than a frame header",
+                         "bad-datagram")
     length = int.from_bytes(datagram[:HEADER_BYTES], "big")
     if length > max_frame_bytes:
-        raise FrameError(f"datagram frame length {length} exceeds the maximum {max_frame_bytes}")
+        raise FrameError(f"datagram frame length {length} exceeds the maximum {max_frame_bytes}",
+                         "oversized")
     if length != len(datagram) - HEADER_BYTES:
-        raise FrameError(f"datagram frame length {length} but {len(datagram) - 4} bytes follow")
+        raise FrameError(f"datagram frame length {length} but {len(datagram) - 4} bytes follow",
+                         "bad-datagram")
     return datagram[HEADER_BYTES:]
 
 

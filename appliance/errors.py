@@ -29,10 +29,11 @@ class ConfigError(ApplianceError):
 
 
 class FrameError(ApplianceError):
-    """A wire frame was rejected. `fatal` means the stream cannot be resynchronised."""
+    """A wire frame was rejected. `kind` is a short stable label for counting; `fatal` means
+    the stream cannot be resynchronised and the connection must close."""
 
-    def __init__(self, reason: str, fatal: bool = False) -> None:
-        self.reason, self.fatal = reason, fatal
+    def __init__(self, reason: str, kind: str, fatal: bool = False) -> None:
+        self.reason, self.kind, self.fatal = reason, kind, fatal
         super().__init__(reason)
 
 

@@ -66,10 +66,15 @@ class Ingestor:
     def accept_frame(self, payload: bytes, peer: str) -> None:
         try:
             raw = decode_frame(payload)
+            values = normalize(raw, peer, time.time(), self.caps)
         except FrameError as error:
-            self.rejections.reject(peer, error.reason)
+            self.rejections.reject(peer, error.kind, error.reason)
             return
-        self.pending.append(normalize(raw, peer, time.time(), self.caps))
+        except Exception as error:  # noqa: BLE001 - a bug must cost one frame, not a client
+            log.exception("could not normalise a frame from %s", peer)
+            self.rejections.reject(peer, "internal-error", f"{type(error).__name__}: {error}")
+            return
+        self.pending.append(values)
         if len(self.pending) >= self.batch_records:
             self.flush()
         elif self._flush_handle is None:
@@ -118,6 +123,7 @@ class Ingestor:
 
     def close(self) -> None:
         self.flush()
+        self.rejections.flush_summary()
         self.journal.close()
         self.pub.close()
 
@@ -131,6 +137,7 @@ class StreamProtocol(asyncio.Protocol):
         self.splitter = FrameSplitter(ingestor.max_frame_bytes)
         self.peer = "?"
         self.transport: asyncio.Transport | None = None
+        self.closed_on_error = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -146,15 +153,18 @@ class StreamProtocol(asyncio.Protocol):
         for payload in frames:
             self.ingestor.accept_frame(payload, self.peer)
         if error is not None:
-            self.ingestor.rejections.reject(self.peer, f"{error.reason}; closing the connection")
+            self.ingestor.rejections.reject(self.peer, error.kind,
+                                           f"{error.reason}; closing the connection")
             assert self.transport is not None
+            self.closed_on_error = True
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ingestor.connections -= 1
-        if self.splitter.buffered:
-            log.info("%s closed with %d bytes of an incomplete frame", self.peer,
-                     self.splitter.buffered)
+        if self.splitter.buffered and not self.closed_on_error:
+            self.ingestor.rejections.reject(
+                self.peer, "truncated",
+                f"connection closed inside a frame ({self.splitter.buffered} bytes buffered)")
 
 
 class DatagramProtocol(asyncio.DatagramProtocol):
@@ -166,7 +176,7 @@ class DatagramProtocol(asyncio.DatagramProtocol):
         try:
             payload = split_datagram(data, self.ingestor.max_frame_bytes)
         except FrameError as error:
-            self.ingestor.rejections.reject(peer, error.reason)
+            self.ingestor.rejections.reject(peer, error.kind, error.reason)
             return
         self.ingestor.accept_frame(payload, peer)
 

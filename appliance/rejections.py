@@ -17,9 +17,10 @@ class RejectionLog:
         self._seen: set[tuple[str, str]] = set()
         self._repeats: Counter[str] = Counter()
 
-    def reject(self, peer: str, reason: str) -> None:
+    def reject(self, peer: str, kind: str, reason: str) -> None:
+        """Count one rejected frame; log it unless this host already had one of this kind
+        since the last summary."""
         self.total += 1
-        kind = reason.split(":")[0]
         self.by_reason[kind] += 1
         host = peer.rsplit(":", 1)[0]
         if (host, kind) in self._seen:
