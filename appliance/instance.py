@@ -138,3 +138,13 @@ def init(directory: Path, stage: Stage, ingest_port: int | None = None,
     conf.write_text(render_supervisord(stage, f"{shlex.quote(sys.executable)} -m appliance",
                                        package_root, str(conf)), encoding="utf-8")
     return conf
+
+
+def settings_markdown() -> str:
+    """The settings reference table of the README, from the same table the loader uses."""
+    rows = ["| section | key | default | meaning |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        default = setting.default or "(derived)"
+        rows.append(f"| `[{setting.section}]` | `{setting.key}` | `{default}` | "
+                    f"{setting.help} |")
+    return "\n".join(rows) + "\n"
