@@ -19,6 +19,8 @@ from appliance.subscriber import Shard, SubscriberLoop
 
 log = logging.getLogger(__name__)
 
+LOCK_RETRIES = 10
+
 # Built from the schema's own constants, never from input.
 INSERT_SQL = (f"INSERT OR IGNORE INTO {Record._meta.table_name} ({', '.join(COLUMNS)}) "  # noqa: S608
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
@@ -34,27 +36,41 @@ class DatabaseSink:
         self.keep, self.max_rows, self.delete_batch = keep, max_rows, delete_batch
         self.retention_owner = retention_owner
         self._retention = Every(retention_interval)
-        self.rejected = self.duplicates = 0
+        self.rejected = self.duplicates = self.last_rejected = 0
 
     def load_cursor(self, origin: str) -> int:
         row = Cursor.get_or_none((Cursor.name == self.name) & (Cursor.origin == origin))
         return row.seq if row else 0
 
     def apply(self, records: list[list], origin: str, last_seq: int) -> None:
-        with database.atomic():
-            inserted = self._insert(records)
-            Cursor.insert(name=self.name, origin=origin, seq=last_seq).on_conflict(
-                conflict_target=[Cursor.name, Cursor.origin],
-                update={Cursor.seq: last_seq}).execute()
-        self.duplicates += len(records) - inserted - self._last_rejected
-        if len(records) - inserted - self._last_rejected:
+        """Store a batch and move the cursor in one transaction. If another writer (a shard)
+        holds the lock past the busy timeout, wait and try again rather than crash."""
+        for attempt in range(1, LOCK_RETRIES + 1):
+            try:
+                # IMMEDIATE takes the write lock at BEGIN, where SQLite's busy timeout applies;
+                # a deferred transaction can get SQLITE_BUSY at once when shards interleave.
+                with database.atomic(lock_type="IMMEDIATE"):
+                    inserted = self._insert(records)
+                    Cursor.insert(name=self.name, origin=origin, seq=last_seq).on_conflict(
+                        conflict_target=[Cursor.name, Cursor.origin],
+                        update={Cursor.seq: last_seq}).execute()
+                break
+            except pw.OperationalError as error:
+                if "locked" not in str(error) or attempt == LOCK_RETRIES:
+                    raise
+                log.warning("%s: database locked (%s), attempt %d of %d", self.name, error,
+                            attempt, LOCK_RETRIES)
+                time.sleep(min(attempt, 5))
+        already = len(records) - inserted - self.last_rejected
+        if already:
+            self.duplicates += already
             log.warning("%s: %d records were already stored (same origin and seq)", self.name,
-                        len(records) - inserted - self._last_rejected)
+                        already)
 
     def _insert(self, records: list[list]) -> int:
         """Insert a batch; if it fails, row by row, so one bad row never blocks the others
         (and never crash-loops the writer on the same journal entries)."""
-        self._last_rejected = 0
+        self.last_rejected = 0
         if not records:
             return 0
         cursor = database.cursor()
@@ -70,7 +86,7 @@ class DatabaseSink:
                 with database.atomic():
                     inserted += database.execute_sql(INSERT_SQL, scrub(values)).rowcount
             except (pw.DatabaseError, ValueError, OverflowError) as error:
-                self._last_rejected += 1
+                self.last_rejected += 1
                 self.rejected += 1
                 log.error("%s: record seq %s rejected by the database: %s", self.name,
                           values[0], error)
@@ -99,7 +115,7 @@ class DatabaseSink:
         """Delete rows with id ≤ last_id, oldest first, in short transactions."""
         deleted = 0
         while last_id is not None:
-            with database.atomic():
+            with database.atomic(lock_type="IMMEDIATE"):
                 ids = [r.id for r in Record.select(Record.id).where(Record.id <= last_id)
                        .order_by(Record.id).limit(self.delete_batch)]
                 if not ids:

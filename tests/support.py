@@ -76,6 +76,17 @@ class Instance:
             text = text.replace(f"[{section}]\n", f"[{section}]\n{lines}", 1)
         self.ini.write_text(text)
 
+    def scale(self, program: str, count: int) -> None:
+        """Run `count` shards of a subscriber program, as the README tells operators to."""
+        text = self.conf.read_text()
+        head, _, rest = text.partition(f"[program:{program}]\n")
+        body, sep, tail = rest.partition("\n[")
+        body = (body.replace("process_name=%(program_name)s\n",
+                             "process_name=%(program_name)s_%(process_num)d\n")
+                .replace("numprocs=1\n", f"numprocs={count}\n")
+                .replace("--shard %(process_num)d/1", f"--shard %(process_num)d/{count}"))
+        self.conf.write_text(f"{head}[program:{program}]\n{body}{sep}{tail}")
+
     # supervisord -----------------------------------------------------------------------
     def start(self, wait_programs: tuple[str, ...] = ("ingestor", "writer")) -> Instance:
         self.supervisord = subprocess.Popen(
