@@ -7,6 +7,8 @@ for the journal and the ZeroMQ stream, which every subscriber decodes with `unpa
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import io
 import pickle
 from typing import Any
@@ -19,19 +21,62 @@ HEADER_BYTES = 4
 
 
 class _Refused(pickle.UnpicklingError):
-    """The pickle asked for a global: it tries to reach code."""
+    """The pickle asked for a global outside the short list below: it tries to reach code."""
+
+
+def _latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
+    """Protocols 0-2 (SocketHandler uses 1) spell bytes as _codecs.encode(str, 'latin1')."""
+    if type(text) is not str or encoding not in ("latin1", "latin-1"):
+        raise _Refused("_codecs.encode is admitted only to rebuild bytes from latin-1")
+    return text.encode("latin-1")
+
+
+def _bytes(*args: object) -> bytes:
+    if args and not (len(args) == 1 and type(args[0]) is bytes):
+        raise _Refused("bytes()/bytearray() admitted only empty or from bytes")
+    return args[0] if args else b""
+
+
+def _set_of(factory: type) -> Any:
+    def build(items: object = ()) -> Any:
+        if type(items) not in (list, tuple):
+            raise _Refused(f"{factory.__name__}() admitted only from a list")
+        return factory(items)
+    return build
+
+
+# The only callables a frame can reach: how protocol 1 spells bytes, sets and the stdlib
+# value types services commonly put in `extra`. Each builds a value and runs nothing else.
+_ADMITTED: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): _latin1_bytes,
+    ("builtins", "bytes"): _bytes,
+    ("builtins", "bytearray"): _bytes,
+    ("builtins", "set"): _set_of(set),
+    ("builtins", "frozenset"): _set_of(frozenset),
+    **{("datetime", cls.__name__): cls for cls in (
+        datetime.datetime, datetime.date, datetime.time, datetime.timedelta,
+        datetime.timezone)},
+    ("decimal", "Decimal"): decimal.Decimal,
+}
+# Protocols 0-2 name the builtins module by its Python 2 name (find_class gets it unmapped).
+_ADMITTED.update({("__builtin__", name): value for (module, name), value in list(_ADMITTED.items())
+                  if module == "builtins"})
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
-    """Builds dict/list/tuple/str/bytes/int/float/bool/None and nothing else.
+    """Builds plain data (dict/list/tuple/str/bytes/int/float/bool/None, plus sets, dates and
+    decimals) and nothing else.
 
-    Every opcode that could reach code (GLOBAL, STACK_GLOBAL, INST, OBJ, EXT*) needs find_class,
-    which refuses; REDUCE/BUILD/NEWOBJ then have no callable to apply; persistent ids are refused
-    by the base class. So nothing in a frame is ever executed.
+    Every opcode that could reach code (GLOBAL, STACK_GLOBAL, INST, OBJ, EXT*) goes through
+    find_class, which hands out only the value builders above; REDUCE/BUILD/NEWOBJ have no
+    other callable to apply; persistent ids are refused by the base class.
     """
 
     def find_class(self, module: str, name: str) -> Any:
-        raise _Refused(f"global {module}.{name} refused")
+        try:
+            return _ADMITTED[(module, name)]
+        except KeyError:
+            raise _Refused(f"global {module}.{name} refused") from None
 
 
 def decode_frame(payload: bytes) -> dict:

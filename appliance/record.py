@@ -6,6 +6,7 @@ writer, forwarder and neelix read records as lists in `COLUMNS` order.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ _INTS = frozenset(INDEX[n] for n in ("levelno", "lineno", "process", "thread"))
 _TEXTS = frozenset(INDEX[n] for n in ("message", "exc_text", "stack_info"))
 _NONE_STRINGS = frozenset(INDEX[n] for n in PS_FIELDS)
 _INT64 = 2**63
+_STR_COLUMNS = frozenset(range(len(COLUMNS))) - _INTS - {INDEX["created"]}
 # A %-spec whose width or precision is '*' or 5+ digits could build a huge string.
 _HUGE_SPEC = re.compile(r"%[^a-zA-Z%]*(?:\*|\d{5,})")
 _SCALARS = (str, int, float, bool, type(None))
@@ -84,8 +86,19 @@ def normalize(raw: dict, peer: str | None, received: float, caps: Caps) -> list:
             extra[key] = value
     values[INDEX["message"]] = _message(values[INDEX["message"]], args)
     for index, value in enumerate(values):
-        if value is not None:
-            values[index] = _coerce(index, value, caps)
+        if value is None:
+            continue
+        # Fast path: most values already have their column's type and size.
+        kind = type(value)
+        if kind is str:
+            if index in _STR_COLUMNS and len(value) <= (caps.text if index in _TEXTS
+                                                        else caps.field) \
+                    and not (value == "None" and index in _NONE_STRINGS):
+                continue
+        elif kind is int:
+            if index in _INTS and -_INT64 <= value < _INT64:
+                continue
+        values[index] = _coerce(index, value, caps)
     _fill_level(values)
     values[RECEIVED] = received
     values[PEER] = peer
@@ -161,7 +174,7 @@ def _bounded(value: object, caps: Caps) -> bool:
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
+        elif isinstance(item, (list, tuple, set, frozenset)):
             stack.extend(item)
     return True
 
@@ -179,7 +192,13 @@ def _extra_json(extra: dict, caps: Caps) -> str:
 def _json_default(value: object) -> object:
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
-    return repr(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return str(value)  # Decimal, timezone: their str is their value
 
 
 def scrub(values: list) -> list:
