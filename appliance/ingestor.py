@@ -32,6 +32,8 @@ PUB_SNDHWM = 16        # batches; a subscriber that falls behind reads the journ
 RETENTION_EVERY = 10.0  # seconds
 STATS_EVERY = 2.0
 LOG_EVERY = 60.0
+DRAIN_QUIET = 0.25     # seconds without data that end the drain at shutdown
+DRAIN_LIMIT = 5.0
 
 
 class Ingestor:
@@ -50,6 +52,7 @@ class Ingestor:
         self.pending: list[list] = []
         self.rejections = RejectionLog()
         self.accepted = 0
+        self.last_data = 0.0  # monotonic time of the last bytes received
         self.connections = 0
         self._flush_handle: asyncio.TimerHandle | None = None
 
@@ -149,6 +152,7 @@ class StreamProtocol(asyncio.Protocol):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self.ingestor.last_data = time.monotonic()
         frames, error = self.splitter.feed(data)
         for payload in frames:
             self.ingestor.accept_frame(payload, self.peer)
@@ -172,6 +176,7 @@ class DatagramProtocol(asyncio.DatagramProtocol):
         self.ingestor = ingestor
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.ingestor.last_data = time.monotonic()
         peer = f"{addr[0]}:{addr[1]}"
         try:
             payload = split_datagram(data, self.ingestor.max_frame_bytes)
@@ -203,14 +208,26 @@ async def serve(config: config_module.Config) -> None:
     try:
         await stopped.wait()
     finally:
-        log.info("stopping: closing listeners, journaling what is in hand")
+        log.info("stopping: no new connections; reading what clients already sent")
         periodic.cancel()
         server.close()
+        await _drain(ingestor)
         if udp is not None:
             udp.close()
         ingestor.close()
         ingestor.write_stats()
         ingestor.log_stats()
+
+
+async def _drain(ingestor: Ingestor) -> None:
+    """Keep reading open connections until they go quiet (or DRAIN_LIMIT passes): records a
+    client has already sent are in hand, even if still in the kernel's buffers."""
+    started = time.monotonic()
+    while time.monotonic() - started < DRAIN_LIMIT:
+        if time.monotonic() - ingestor.last_data >= DRAIN_QUIET:
+            return
+        await asyncio.sleep(DRAIN_QUIET / 5)
+    log.warning("clients still sending after %.0fs; closing their connections", DRAIN_LIMIT)
 
 
 def _udp_socket(host: str, port: int, buffer_bytes: int) -> socket.socket:

@@ -12,7 +12,7 @@ import time
 import peewee as pw
 
 from appliance import config as config_module
-from appliance.models import Cursor, Record, database, open_database
+from appliance.models import Cursor, Record, database, index_rows_after, newest_id, open_database
 from appliance.record import COLUMNS, scrub
 from appliance.runtime import Every, StopFlag, setup_logging
 from appliance.subscriber import Shard, SubscriberLoop
@@ -50,7 +50,10 @@ class DatabaseSink:
                 # IMMEDIATE takes the write lock at BEGIN, where SQLite's busy timeout applies;
                 # a deferred transaction can get SQLITE_BUSY at once when shards interleave.
                 with database.atomic(lock_type="IMMEDIATE"):
+                    before = newest_id()
                     inserted = self._insert(records)
+                    if inserted:
+                        index_rows_after(before)
                     Cursor.insert(name=self.name, origin=origin, seq=last_seq).on_conflict(
                         conflict_target=[Cursor.name, Cursor.origin],
                         update={Cursor.seq: last_seq}).execute()
@@ -106,8 +109,8 @@ class DatabaseSink:
         if self.max_rows > 0:
             # Rows are only ever deleted from the old end, so ids are dense: the newest id
             # minus the cap is the cut, found without counting millions of rows.
-            newest = Record.select(pw.fn.MAX(Record.id)).scalar()
-            if newest is not None and newest > self.max_rows:
+            newest = newest_id()
+            if newest > self.max_rows:
                 deleted += self._delete_below(newest - self.max_rows)
         if deleted:
             log.info("%s: retention deleted %d records", self.name, deleted)
