@@ -33,9 +33,13 @@ def positive_int(text: str) -> int:
 
 def natural_int(text: str) -> int:
     """A whole number ≥ 0 (0 usually means 'no limit')."""
-    if text.strip() == "0":
-        return 0
-    return positive_int(text)
+    try:
+        value = int(text.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise ValueError(f"{value} must be 0 or more")
+    return value
 
 
 def port_number(text: str) -> int:
@@ -45,7 +49,7 @@ def port_number(text: str) -> int:
     return value
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+)\s*(?:([kmgt])i?)?b?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -54,7 +58,7 @@ def byte_size(text: str) -> int:
     match = _SIZE.match(text)
     if not match:
         raise ValueError(f"{text!r} is not a size (e.g. 65536, 64KiB, 512MiB, 4GiB)")
-    unit = (match.group(2) or "").lower()[:1]
+    unit = (match.group(2) or "").lower()
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 

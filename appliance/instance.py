@@ -125,8 +125,9 @@ def init(directory: Path, stage: Stage, ingest_port: int | None = None,
         if len(str(socket_path).encode()) > UNIX_PATH_MAX:
             raise ConfigError(f"instance path too long for a unix socket: {socket_path} "
                               f"(at most {UNIX_PATH_MAX} bytes)", str(directory))
-    if ingest_port and web_port and ingest_port == web_port:
-        raise ConfigError(f"ingest and web port are both {web_port}", str(ini))
+    if (ingest_port or stage.ingest_port) == (web_port or stage.web_port):
+        raise ConfigError(f"ingest and web port are both {web_port or stage.web_port}",
+                          str(ini))
     for sub in ("conf", "var/run", "var/log"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     ini.write_text(render_appliance_ini(stage, ingest_port, web_port), encoding="utf-8")

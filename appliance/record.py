@@ -43,9 +43,12 @@ _INTS = frozenset(INDEX[n] for n in ("levelno", "lineno", "process", "thread"))
 _TEXTS = frozenset(INDEX[n] for n in ("message", "exc_text", "stack_info"))
 _NONE_STRINGS = frozenset(INDEX[n] for n in PS_FIELDS)
 _INT64 = 2**63
+MAX_DEPTH = 64  # nesting levels of one attribute's value
 _STR_COLUMNS = frozenset(range(len(COLUMNS))) - _INTS - {INDEX["created"]}
-# A %-spec whose width or precision is '*' or 5+ digits could build a huge string.
-_HUGE_SPEC = re.compile(r"%[^a-zA-Z%]*(?:\*|\d{5,})")
+# Every width or precision of a %-spec (with or without a %(name) mapping key).
+_FORMAT_WIDTH = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_FORMAT_SCALARS = frozenset({str, int, float, bool, type(None)})
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -74,7 +77,7 @@ def normalize(raw: dict, peer: str | None, received: float, caps: Caps) -> list:
     args = None
     for key, value in raw.items():
         if not isinstance(key, str):
-            key = str(key) if isinstance(key, _SCALARS) else repr(type(key))
+            key = _text(key) if isinstance(key, (bytes, *_SCALARS)) else repr(type(key))
         if not isinstance(value, _SCALARS) and not _bounded(value, caps):
             value = f"…[value too large: more than {caps.nodes} parts]"
         index = _CLIENT_FIELDS.get(key)
@@ -116,9 +119,12 @@ def _coerce(index: int, value: object, caps: Caps) -> object:
             return None
         return number if -_INT64 <= number < _INT64 else None
     if index == INDEX["created"]:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                and math.isfinite(value):
-            return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:
+                return None
+            return number if math.isfinite(number) else None
         return None
     text = _text(value)
     if index in _NONE_STRINGS and text == "None":
@@ -127,26 +133,57 @@ def _coerce(index: int, value: object, caps: Caps) -> object:
 
 
 def _text(value: object) -> str:
+    """Any decoded value as text; never raises (huge ints, deep nesting get a marker)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    try:
+        return str(value)
+    except (ValueError, OverflowError, RecursionError, MemoryError):
+        return f"…[unprintable {type(value).__name__}]"
+
+
+def _repr(value: object) -> str:
+    try:
+        return repr(value)
+    except (ValueError, OverflowError, RecursionError, MemoryError):
+        return f"…[unprintable {type(value).__name__}]"
 
 
 def _message(msg: object, args: object) -> object:
-    """Merge unmerged args safely: %-format plain data, or fall back to msg plus repr(args)."""
-    if msg is None or not args or not isinstance(args, (tuple, list, dict)):
+    """Merge unmerged args safely: %-format plain scalars, else msg plus repr(args)."""
+    if msg is None or args is None or args == () or args == {} or args == []:
         return msg
     text = _text(msg)
+    if isinstance(args, str):  # the marker that replaced args too large to format
+        return f"{text} {args}"
     if isinstance(args, list):
         args = tuple(args)
-    if not _HUGE_SPEC.search(text):
+    if _formattable(text, args):
         try:
             return text % args
-        except (TypeError, ValueError, KeyError, OverflowError, MemoryError):
+        except (TypeError, ValueError, KeyError, OverflowError, MemoryError, RecursionError):
             pass
-    return f"{text} {args!r}"
+    return f"{text} {_repr(args)}"
+
+
+def _formattable(text: str, args: object) -> bool:
+    """%-formatting is safe only with scalar args and modest widths: '%d' % Decimal('1e9999999')
+    or '%(a)9999s' * 100000 would burn CPU or memory on a tiny frame."""
+    if isinstance(args, dict):
+        items = list(args.values())
+    elif isinstance(args, tuple):
+        items = list(args)
+    else:
+        return False
+    if not all(type(a) in _FORMAT_SCALARS for a in items):
+        return False
+    if any(type(a) is int and a.bit_length() > 3000 for a in items):
+        return False
+    specs = _FORMAT_WIDTH.findall(text)
+    return len(specs) <= 1000 and all(
+        part != "*" and len(part) <= 3 for spec in specs for part in spec)
 
 
 def _fill_level(values: list) -> None:
@@ -159,39 +196,46 @@ def _fill_level(values: list) -> None:
 
 
 def _bounded(value: object, caps: Caps) -> bool:
-    """True if a container is small enough to format: pickle memo references can make a
-    few bytes expand into an exponentially large structure."""
-    budget, chars, stack = caps.nodes, 0, [value]
+    """True if a container is small and shallow enough to format: pickle memo references can
+    make a few bytes expand into an exponentially large or very deep structure."""
+    budget, chars, stack = caps.nodes, 0, [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         budget -= 1
-        if budget < 0:
+        if budget < 0 or depth > MAX_DEPTH:
             return False
-        if isinstance(item, (str, bytes)):
+        if isinstance(item, (str, bytes, bytearray)):
             chars += len(item)
             if chars > caps.text * 4:
                 return False
+        elif isinstance(item, int):
+            if item.bit_length() > 3000:  # str() refuses past 4300 digits
+                return False
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            stack.extend((child, depth + 1) for child in item.keys())
+            stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend(item)
+            stack.extend((child, depth + 1) for child in item)
     return True
 
 
 def _extra_json(extra: dict, caps: Caps) -> str:
     try:
         text = json.dumps(extra, ensure_ascii=False, allow_nan=False, default=_json_default)
-    except (ValueError, TypeError, RecursionError):
-        text = json.dumps({k: repr(v)[:caps.field] for k, v in extra.items()}, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        text = json.dumps({_text(k): _repr(v)[:caps.field] for k, v in extra.items()},
+                          ensure_ascii=False)
+    if not text.isascii():
+        # A lone surrogate (pickle can carry one) would come back from json.loads as one.
+        text = _SURROGATE.sub("\ufffd", text)
     if len(text) > caps.text:
         text = json.dumps({"_truncated": truncate(text, caps.text)}, ensure_ascii=False)
     return text
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):

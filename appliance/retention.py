@@ -32,7 +32,9 @@ def read_cursors(journal_dir: Path) -> dict[str, int]:
         try:
             cursors[path.name] = int(path.read_text(encoding="utf-8").strip())
         except (OSError, ValueError):
-            log.warning("journal: unreadable cursor file %s ignored", path)
+            # Holding everything back is safer than deleting what that subscriber needs.
+            log.warning("journal: unreadable cursor file %s, treated as seq 0", path)
+            cursors[path.name] = 0
     return cursors
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import time
 
 import peewee as pw
@@ -81,14 +82,14 @@ class DatabaseSink:
             with database.atomic():
                 cursor.executemany(INSERT_SQL, records)
                 return cursor.rowcount
-        except (pw.DatabaseError, ValueError, OverflowError) as error:
+        except (pw.DatabaseError, sqlite3.Error, ValueError, OverflowError) as error:
             log.warning("%s: batch insert failed (%s); inserting row by row", self.name, error)
         inserted = 0
         for values in records:
             try:
                 with database.atomic():
                     inserted += database.execute_sql(INSERT_SQL, scrub(values)).rowcount
-            except (pw.DatabaseError, ValueError, OverflowError) as error:
+            except (pw.DatabaseError, sqlite3.Error, ValueError, OverflowError) as error:
                 self.last_rejected += 1
                 self.rejected += 1
                 log.error("%s: record seq %s rejected by the database: %s", self.name,
@@ -103,32 +104,34 @@ class DatabaseSink:
         """Delete rows past the keep time or over the row cap, a small batch per transaction."""
         deleted = 0
         if self.keep > 0:
-            deleted += self._delete_below(
-                Record.select(Record.id).where(Record.received < now - self.keep)
-                .order_by(Record.received.desc()).limit(1).scalar())
+            deleted += self._delete_batches(
+                "SELECT id FROM record WHERE received < ? ORDER BY received LIMIT ?",
+                now - self.keep)
         if self.max_rows > 0:
-            # Rows are only ever deleted from the old end, so ids are dense: the newest id
-            # minus the cap is the cut, found without counting millions of rows.
+            # Rows are deleted from the old end, so ids are nearly dense: the newest id minus
+            # the cap is the cut, found without counting millions of rows (gaps only make it
+            # keep slightly fewer rows than the cap).
             newest = newest_id()
             if newest > self.max_rows:
-                deleted += self._delete_below(newest - self.max_rows)
+                deleted += self._delete_batches(
+                    "SELECT id FROM record WHERE id <= ? ORDER BY id LIMIT ?",
+                    newest - self.max_rows)
         if deleted:
             log.info("%s: retention deleted %d records", self.name, deleted)
         return deleted
 
-    def _delete_below(self, last_id: int | None) -> int:
-        """Delete rows with id ≤ last_id, oldest first, in short transactions."""
+    def _delete_batches(self, select_ids: str, bound: float) -> int:
+        """Delete the rows `select_ids` picks, delete_batch at a time, each its own short
+        transaction so readers and the other writers never wait long."""
         deleted = 0
-        while last_id is not None:
+        while True:
             with database.atomic(lock_type="IMMEDIATE"):
-                ids = [r.id for r in Record.select(Record.id).where(Record.id <= last_id)
-                       .order_by(Record.id).limit(self.delete_batch)]
-                if not ids:
-                    break
-                deleted += Record.delete().where(Record.id.in_(ids)).execute()
-            if len(ids) < self.delete_batch:
-                break
-        return deleted
+                count = database.execute_sql(
+                    f"DELETE FROM record WHERE id IN ({select_ids})",  # noqa: S608 - constant
+                    (bound, self.delete_batch)).rowcount
+            deleted += count
+            if count < self.delete_batch:
+                return deleted
 
 
 def main(argv: list[str] | None = None) -> None:
