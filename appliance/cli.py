@@ -22,7 +22,8 @@ def _process(module: str) -> Callable[[list[str]], None]:
     return run
 
 
-PROCESSES = {"ingestor": _process("ingestor"), "writer": _process("writer")}
+PROCESSES = {"ingestor": _process("ingestor"), "writer": _process("writer"),
+             "decoder": _process("decoder")}  # run by the ingestor, not by supervisord
 
 
 def _init(argv: list[str]) -> None:

@@ -154,3 +154,19 @@ def pack_record(values: list) -> bytes:
 def unpack_record(data: bytes) -> list:
     """Internal bytes → a record's values in `record.COLUMNS` order."""
     return msgpack.unpackb(data, raw=False, use_list=True)
+
+
+
+# A decoder packs a record with seq 0 (the first value); the ingestor splices in the journal's
+# seq as a fixed-width uint64, so assigning seqs costs a slice, not a re-encode.
+def pack_record_for_seq(values: list) -> bytes:
+    values[0] = 0
+    return pack_record(values)
+
+
+def with_seq(packed: bytes, seq: int) -> bytes:
+    first = packed[0]
+    head = 1 if 0x90 <= first <= 0x9F else 3 if first == 0xDC else 5
+    if packed[head] != 0:
+        raise ValueError("not a record packed by pack_record_for_seq")
+    return b"".join((packed[:head], b"\xcf", seq.to_bytes(8, "big"), packed[head + 1:]))

@@ -56,6 +56,13 @@ SETTINGS: tuple[Setting, ...] = (
       "cap for message, exc_text, stack_info and extra; longer values are cut with a marker"),
     S("ingestor", "max_field_chars", c.positive_int, "1024", "cap for every other text field"),
     S("ingestor", "max_connections", c.positive_int, "1024", "concurrent TCP clients allowed"),
+    S("ingestor", "decoders", c.positive_int, "1",
+      "decoder processes (frames are unpickled and normalised there, isolated from the "
+      "ingestor); more use more cores"),
+    S("ingestor", "decode_timeout", c.duration, "2s",
+      "a decoder busy longer on one chunk is killed and the chunk retried frame by frame"),
+    S("ingestor", "decoder_memory", c.byte_size, "512MiB",
+      "address-space limit of a decoder process; a frame needing more is rejected"),
     S("ingestor", "batch_records", c.positive_int, "2000",
       "records journaled and published together at most"),
     S("ingestor", "batch_delay", c.duration, "5ms",

@@ -18,10 +18,10 @@ import zmq
 
 from appliance import config as config_module
 from appliance import retention
-from appliance.codec import FrameSplitter, decode_frame, pack_record, split_datagram
+from appliance.codec import FrameSplitter, split_datagram, with_seq
+from appliance.decoder_pool import DecoderPool
 from appliance.errors import FrameError
 from appliance.journal import Journal
-from appliance.record import ORIGIN, SEQ, Caps, normalize, scrub
 from appliance.rejections import RejectionLog
 from appliance.runtime import Every, setup_logging, write_stats
 from appliance.subscriber import TOPIC
@@ -34,26 +34,36 @@ STATS_EVERY = 2.0
 LOG_EVERY = 60.0
 DRAIN_QUIET = 0.25     # seconds without data that end the drain at shutdown
 DRAIN_LIMIT = 5.0
+CHUNK_BYTES = 4 << 20  # frames sent to a decoder at once, at most
+UDP_BACKLOG_FACTOR = 4  # TCP clients are paused at the backlog limit; UDP queues this far
 
 
 class Ingestor:
-    """Owns the journal and the PUB socket; the protocols below feed it frames."""
+    """Owns the journal, the PUB socket and the decoder pool; the protocols feed it frames."""
 
     def __init__(self, config: config_module.Config) -> None:
         settings = config.ingestor
         self.config = config
-        self.caps = Caps(text=settings.max_text_chars, field=settings.max_field_chars)
         self.max_frame_bytes = settings.max_frame_bytes
         self.batch_records, self.batch_delay = settings.batch_records, settings.batch_delay
+        self.backlog_limit = settings.batch_records * (settings.decoders + 1) * 4
         self.journal = Journal(config.journal.dir, config.appliance.instance,
                                config.journal.segment_bytes, config.journal.fsync)
         self.origin = self.journal.origin
         self.pub = self._bind_pub(settings.publish)
-        self.pending: list[list] = []
+        self.pool = DecoderPool(
+            settings.decoders,
+            ["--origin", self.origin, "--max-text-chars", str(settings.max_text_chars),
+             "--max-field-chars", str(settings.max_field_chars),
+             "--memory", str(settings.decoder_memory)],
+            settings.decode_timeout, self.journal_records, self.reject)
+        self.frames: list[list] = []  # [peer, received, payload] not yet sent to a decoder
+        self.frames_bytes = 0
         self.rejections = RejectionLog()
         self.accepted = 0
         self.last_data = 0.0  # monotonic time of the last bytes received
-        self.connections = 0
+        self.streams: set[StreamProtocol] = set()
+        self.paused = False
         self._flush_handle: asyncio.TimerHandle | None = None
 
     @staticmethod
@@ -66,46 +76,47 @@ class Ingestor:
         pub.bind(endpoint)
         return pub
 
+    def reject(self, peer: str, kind: str, reason: str) -> None:
+        self.rejections.reject(peer, kind, reason)
+
     def accept_frame(self, payload: bytes, peer: str) -> None:
-        try:
-            raw = decode_frame(payload)
-            values = normalize(raw, peer, time.time(), self.caps)
-        except FrameError as error:
-            self.rejections.reject(peer, error.kind, error.reason)
-            return
-        except Exception as error:  # noqa: BLE001 - a bug must cost one frame, not a client
-            log.exception("could not normalise a frame from %s", peer)
-            self.rejections.reject(peer, "internal-error", f"{type(error).__name__}: {error}")
-            return
-        self.pending.append(values)
-        if len(self.pending) >= self.batch_records:
-            self.flush()
+        self.frames.append([peer, time.time(), payload])
+        self.frames_bytes += len(payload)
+        if len(self.frames) >= self.batch_records or self.frames_bytes >= CHUNK_BYTES:
+            self.submit()
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(
-                self.batch_delay, self.flush)
+                self.batch_delay, self.submit)
 
-    def flush(self) -> None:
-        """Journal the pending records (durably, in order), then publish the same bytes."""
+    def submit(self) -> None:
+        """Hand the frames received so far to a decoder, and push back if they pile up."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if not self.pending:
+        if not self.frames:
             return
-        records, self.pending = self.pending, []
-        seq, origin = self.journal.next_seq, self.origin
-        payloads = []
-        for offset, values in enumerate(records):
-            values[SEQ], values[ORIGIN] = seq + offset, origin
+        frames, self.frames, self.frames_bytes = self.frames, [], 0
+        self.pool.submit(frames)
+        if not self.paused and self.pool.backlog > self.backlog_limit:
+            self.paused = True  # TCP flow control now slows the clients down
+            for stream in self.streams:
+                stream.pause()
+
+    def journal_records(self, records: list[bytes]) -> None:
+        """Give decoded records their seqs, journal them durably, then publish the same bytes."""
+        if records:
+            seq = self.journal.next_seq
+            _first, blob = self.journal.append(
+                [with_seq(packed, seq + offset) for offset, packed in enumerate(records)])
+            self.accepted += len(records)
             try:
-                payloads.append(pack_record(values))
-            except (UnicodeEncodeError, ValueError):
-                payloads.append(pack_record(scrub(values)))
-        _first, blob = self.journal.append(payloads)
-        self.accepted += len(payloads)
-        try:
-            self.pub.send_multipart((TOPIC, blob), flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            pass  # no subscriber keeps up right now: they read it from the journal
+                self.pub.send_multipart((TOPIC, blob), flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                pass  # no subscriber keeps up right now: they read it from the journal
+        if self.paused and self.pool.backlog <= self.backlog_limit // 2:
+            self.paused = False
+            for stream in self.streams:
+                stream.resume()
 
     def prune_journal(self) -> None:
         journal = self.config.journal
@@ -118,14 +129,16 @@ class Ingestor:
             "origin": self.origin, "accepted": self.accepted,
             "next_seq": self.journal.next_seq, "rejected": self.rejections.total,
             "rejected_by_reason": dict(self.rejections.by_reason),
-            "journal_lost": self.rejections.lost, "connections": self.connections})
+            "journal_lost": self.rejections.lost, "connections": len(self.streams),
+            "decoder_restarts": self.pool.restarts})
 
     def log_stats(self) -> None:
         log.info("accepted %d records (next seq %d), rejected %d frames, %d connections",
-                 self.accepted, self.journal.next_seq, self.rejections.total, self.connections)
+                 self.accepted, self.journal.next_seq, self.rejections.total, len(self.streams))
 
-    def close(self) -> None:
-        self.flush()
+    async def close(self) -> None:
+        self.submit()
+        await self.pool.close(timeout=DRAIN_LIMIT)
         self.rejections.flush_summary()
         self.journal.close()
         self.pub.close()
@@ -146,10 +159,21 @@ class StreamProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = f"{host}:{port}"
-        self.ingestor.connections += 1
-        if self.ingestor.connections > self.max_connections:
+        if len(self.ingestor.streams) >= self.max_connections:
             log.warning("refused %s: already %d connections", self.peer, self.max_connections)
             transport.close()
+            return
+        self.ingestor.streams.add(self)
+        if self.ingestor.paused:
+            self.pause()
+
+    def pause(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         self.ingestor.last_data = time.monotonic()
@@ -164,7 +188,7 @@ class StreamProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.ingestor.connections -= 1
+        self.ingestor.streams.discard(self)
         if self.splitter.buffered and not self.closed_on_error:
             self.ingestor.rejections.reject(
                 self.peer, "truncated",
@@ -183,11 +207,16 @@ class DatagramProtocol(asyncio.DatagramProtocol):
         except FrameError as error:
             self.ingestor.rejections.reject(peer, error.kind, error.reason)
             return
+        if self.ingestor.pool.backlog > UDP_BACKLOG_FACTOR * self.ingestor.backlog_limit:
+            # UDP cannot be slowed down: past a generous backlog, say so rather than queue
+            self.ingestor.rejections.reject(peer, "overload", "decoders behind; datagram dropped")
+            return
         self.ingestor.accept_frame(payload, peer)
 
 
 async def serve(config: config_module.Config) -> None:
     ingestor = Ingestor(config)
+    await ingestor.pool.start()
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -214,7 +243,7 @@ async def serve(config: config_module.Config) -> None:
         await _drain(ingestor)
         if udp is not None:
             udp.close()
-        ingestor.close()
+        await ingestor.close()
         ingestor.write_stats()
         ingestor.log_stats()
 
@@ -224,7 +253,7 @@ async def _drain(ingestor: Ingestor) -> None:
     client has already sent are in hand, even if still in the kernel's buffers."""
     started = time.monotonic()
     while time.monotonic() - started < DRAIN_LIMIT:
-        if time.monotonic() - ingestor.last_data >= DRAIN_QUIET:
+        if time.monotonic() - ingestor.last_data >= DRAIN_QUIET and not ingestor.paused:
             return
         await asyncio.sleep(DRAIN_QUIET / 5)
     log.warning("clients still sending after %.0fs; closing their connections", DRAIN_LIMIT)
