@@ -69,6 +69,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def child_pids(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(children)
+
+
 def peak_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -194,6 +201,8 @@ def run_appliance(workdir: Path, index: int, clients: int, per_client: int) -> R
         pids = {name: instance.pid(name) for name in ("ingestor", "writer")}
         if not all(pids.values()):
             raise RuntimeError(f"no pid for {pids}\n{instance.diagnostics()}")
+        for number, child in enumerate(child_pids(pids["ingestor"])):
+            pids[f"decoder{number}"] = child  # the ingestor's decoder processes
         assert instance.supervisord is not None
         supervisord = instance.supervisord.pid
         counter = RowCounter(instance.db_path)
