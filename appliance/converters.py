@@ -21,25 +21,23 @@ def boolean(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (use true/false, yes/no, on/off, 1/0)")
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text.strip().replace("_", ""))
     except ValueError:
         raise ValueError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise ValueError(f"{value} must be 1 or more")
+    if value < minimum:
+        raise ValueError(f"{value} must be {minimum} or more")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def natural_int(text: str) -> int:
     """A whole number ≥ 0 (0 usually means 'no limit')."""
-    try:
-        value = int(text.strip().replace("_", ""))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise ValueError(f"{value} must be 0 or more")
-    return value
+    return _whole_number(text, 0)
 
 
 def port_number(text: str) -> int:
