@@ -9,10 +9,12 @@ import argparse
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 
 import peewee as pw
 
 from appliance import config as config_module
+from appliance.errors import ApplianceError
 from appliance.models import Cursor, Record, database, index_rows_after, newest_id, open_database
 from appliance.record import COLUMNS, scrub
 from appliance.runtime import Every, StopFlag, setup_logging
@@ -20,11 +22,20 @@ from appliance.subscriber import Shard, SubscriberLoop
 
 log = logging.getLogger(__name__)
 
-LOCK_RETRIES = 10
+# OperationalErrors that waiting can cure (another shard's lock, a full disk, I/O trouble).
+TRANSIENT = ("locked", "busy", "full", "disk i/o", "readonly")
+# Errors a single row can cause (bad value, constraint); anything else is the database's.
+ROW_ERRORS = (pw.IntegrityError, pw.DataError, pw.InterfaceError, pw.ProgrammingError,
+              sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+              sqlite3.ProgrammingError, ValueError, OverflowError)
 
 # Built from the schema's own constants, never from input.
 INSERT_SQL = (f"INSERT OR IGNORE INTO {Record._meta.table_name} ({', '.join(COLUMNS)}) "  # noqa: S608
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
+
+
+class StoreFailed(ApplianceError):
+    """The database could not store a batch and the process is asked to stop."""
 
 
 class DatabaseSink:
@@ -32,21 +43,26 @@ class DatabaseSink:
     building a multi-row insert_many statement (measured), same transaction semantics."""
 
     def __init__(self, name: str, keep: float, max_rows: int, retention_interval: float,
-                 delete_batch: int, retention_owner: bool) -> None:
-        self.name = name
+                 delete_batch: int, retention_owner: bool,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.name, self.should_stop = name, should_stop
         self.keep, self.max_rows, self.delete_batch = keep, max_rows, delete_batch
         self.retention_owner = retention_owner
         self._retention = Every(retention_interval)
-        self.rejected = self.duplicates = self.last_rejected = 0
+        self.rejected = self.duplicates = self.last_rejected = self.write_failures = 0
 
     def load_cursor(self, origin: str) -> int:
         row = Cursor.get_or_none((Cursor.name == self.name) & (Cursor.origin == origin))
         return row.seq if row else 0
 
     def apply(self, records: list[list], origin: str, last_seq: int) -> None:
-        """Store a batch and move the cursor in one transaction. If another writer (a shard)
-        holds the lock past the busy timeout, wait and try again rather than crash."""
-        for attempt in range(1, LOCK_RETRIES + 1):
+        """Store a batch and move the cursor in one transaction. When the database cannot
+        write (locked by another shard past the busy timeout, disk full, I/O error), nothing
+        is committed: wait and try the whole batch again, so the cursor never passes a row
+        that is not stored."""
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 # IMMEDIATE takes the write lock at BEGIN, where SQLite's busy timeout applies;
                 # a deferred transaction can get SQLITE_BUSY at once when shards interleave.
@@ -59,12 +75,17 @@ class DatabaseSink:
                         conflict_target=[Cursor.name, Cursor.origin],
                         update={Cursor.seq: last_seq}).execute()
                 break
-            except pw.OperationalError as error:
-                if "locked" not in str(error) or attempt == LOCK_RETRIES:
-                    raise
-                log.warning("%s: database locked (%s), attempt %d of %d", self.name, error,
-                            attempt, LOCK_RETRIES)
-                time.sleep(min(attempt, 5))
+            except (pw.PeeweeException, sqlite3.Error) as error:
+                if not _transient(error):
+                    raise  # e.g. a missing table: a restart re-creates the schema
+                self.write_failures += 1
+                if self.should_stop():
+                    raise StoreFailed(f"stopping with seq {last_seq} not stored: {error}") \
+                        from error
+                delay = min(attempt, 30)
+                log.error("%s: database cannot store the batch up to seq %d (%s); retrying "
+                          "in %ds (attempt %d)", self.name, last_seq, error, delay, attempt)
+                time.sleep(delay)
         already = len(records) - inserted - self.last_rejected
         if already:
             self.duplicates += already
@@ -72,8 +93,9 @@ class DatabaseSink:
                         already)
 
     def _insert(self, records: list[list]) -> int:
-        """Insert a batch; if it fails, row by row, so one bad row never blocks the others
-        (and never crash-loops the writer on the same journal entries)."""
+        """Insert a batch; if one row is at fault, row by row, so a bad row never blocks the
+        others (and never crash-loops the writer on the same journal entries). Errors of the
+        database itself (OperationalError) go up: they are not the row's fault."""
         self.last_rejected = 0
         if not records:
             return 0
@@ -82,14 +104,14 @@ class DatabaseSink:
             with database.atomic():
                 cursor.executemany(INSERT_SQL, records)
                 return cursor.rowcount
-        except (pw.DatabaseError, sqlite3.Error, ValueError, OverflowError) as error:
+        except ROW_ERRORS as error:
             log.warning("%s: batch insert failed (%s); inserting row by row", self.name, error)
         inserted = 0
         for values in records:
             try:
                 with database.atomic():
                     inserted += database.execute_sql(INSERT_SQL, scrub(values)).rowcount
-            except (pw.DatabaseError, sqlite3.Error, ValueError, OverflowError) as error:
+            except ROW_ERRORS as error:
                 self.last_rejected += 1
                 self.rejected += 1
                 log.error("%s: record seq %s rejected by the database: %s", self.name,
@@ -134,6 +156,17 @@ class DatabaseSink:
                 return deleted
 
 
+def _transient(error: BaseException | None) -> bool:
+    """Whether waiting can cure this error. SQLite rolls a transaction back by itself on a
+    full disk, so what surfaces may be the failed rollback: look along the whole chain."""
+    while error is not None:
+        if isinstance(error, (pw.OperationalError, sqlite3.OperationalError)) and any(
+                word in str(error).lower() for word in TRANSIENT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="appliance writer", description=__doc__)
     parser.add_argument("-c", "--config", required=True, help="path of appliance.ini")
@@ -146,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     open_database(settings.db, create=True)
     name = f"writer-{args.shard.label}"
     sink = DatabaseSink(name, settings.keep, settings.max_rows, settings.retention_interval,
-                        settings.delete_batch, retention_owner=args.shard.index == 0)
+                        settings.delete_batch, retention_owner=args.shard.index == 0,
+                        should_stop=lambda: bool(stop))
     loop = SubscriberLoop("writer", config.journal.dir, config.ingestor.publish, sink,
                           args.shard, settings.batch_records, settings.batch_delay, stop)
     try:

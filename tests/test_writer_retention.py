@@ -9,7 +9,7 @@ import pytest
 
 from appliance.models import Cursor, Record, database, open_database
 from appliance.record import INDEX, Caps, normalize
-from appliance.writer import DatabaseSink
+from appliance.writer import DatabaseSink, StoreFailed
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -175,3 +175,18 @@ def test_cursor_rows_are_per_sink_name_and_origin(db):
     DatabaseSink("writer-1of2", 0, 0, 60, 1, True).apply([], "o-1", 4)
     assert {(c.name, c.origin, c.seq) for c in Cursor.select()} == \
         {("writer-0of1", "o-1", 1), ("writer-1of2", "o-1", 4)}
+
+
+def test_a_full_disk_stores_nothing_and_moves_no_cursor_until_it_has_room(db):
+    writer = DatabaseSink("writer-0of1", 0, 0, 60, 1000, False,
+                          should_stop=lambda: writer.write_failures >= 2)
+    writer.apply([row(s, word="x" * 3000) for s in range(1, 11)], "o-1", 10)
+    pages = database.execute_sql("PRAGMA page_count").fetchone()[0]
+    database.execute_sql(f"PRAGMA max_page_count={pages}")  # the disk is full
+    with pytest.raises(StoreFailed):
+        writer.apply([row(s, word="x" * 3000) for s in range(11, 211)], "o-1", 210)
+    assert stored_seqs() == list(range(1, 11))
+    assert writer.load_cursor("o-1") == 10 and writer.rejected == 0
+    database.execute_sql("PRAGMA max_page_count=1073741823")  # room again
+    writer.apply([row(s, word="x" * 3000) for s in range(11, 211)], "o-1", 210)
+    assert stored_seqs() == list(range(1, 211)) and writer.load_cursor("o-1") == 210
