@@ -45,12 +45,12 @@ SETTINGS: tuple[Setting, ...] = (
     S("ingestor", "port", c.port_number, "", "TCP+UDP port for SocketHandler/DatagramHandler "
       "clients (default: the stage's)", derived=True),
     S("ingestor", "udp", c.boolean, "true", "also accept DatagramHandler frames on UDP"),
-    S("ingestor", "udp_receive_buffer", c.byte_size, "4MiB",
+    S("ingestor", "udp_receive_buffer", c.at_least(c.byte_size, 65536, "64KiB"), "4MiB",
       "kernel receive buffer asked for the UDP socket (UDP has no flow control: bursts beyond "
       "it are dropped by the kernel; raise net.core.rmem_max to allow more)"),
     S("ingestor", "publish", c.endpoint, "ipc://{var}/run/records.pub",
       "ZeroMQ PUB endpoint the subscribers connect to"),
-    S("ingestor", "max_frame_bytes", c.byte_size, "1MiB",
+    S("ingestor", "max_frame_bytes", c.at_least(c.byte_size, 1024, "1KiB"), "1MiB",
       "largest accepted frame; a longer length closes that connection"),
     S("ingestor", "max_text_chars", c.positive_int, "65536",
       "cap for message, exc_text, stack_info and extra; longer values are cut with a marker"),
@@ -59,9 +59,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("ingestor", "decoders", c.positive_int, "1",
       "decoder processes (frames are unpickled and normalised there, isolated from the "
       "ingestor); more use more cores"),
-    S("ingestor", "decode_timeout", c.duration, "2s",
+    S("ingestor", "decode_timeout", c.at_least(c.duration, 0.1, "100ms"), "2s",
       "a decoder busy longer on one chunk is killed and the chunk retried frame by frame"),
-    S("ingestor", "decoder_memory", c.byte_size, "512MiB",
+    S("ingestor", "decoder_memory", c.at_least(c.byte_size, 128 << 20, "128MiB"), "512MiB",
       "address-space limit of a decoder process; a frame needing more is rejected"),
     S("ingestor", "batch_records", c.positive_int, "2000",
       "records journaled and published together at most"),
@@ -69,7 +69,8 @@ SETTINGS: tuple[Setting, ...] = (
       "longest a received record waits before it is journaled"),
 
     S("journal", "dir", c.text, "{var}/journal", "segment files and subscriber cursors"),
-    S("journal", "segment_bytes", c.byte_size, "64MiB", "size at which a new segment starts"),
+    S("journal", "segment_bytes", c.at_least(c.byte_size, 1 << 20, "1MiB"), "64MiB",
+      "size at which a new segment starts"),
     S("journal", "keep", c.duration, "1d",
       "segments every subscriber has passed are deleted once older than this"),
     S("journal", "max_bytes", c.byte_size, "4GiB", "hard cap; past it the oldest segments go "
@@ -82,7 +83,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("writer", "batch_delay", c.duration, "200ms", "longest a record waits for its transaction"),
     S("writer", "keep", c.duration, "30d", "delete records received longer ago (0 = never)"),
     S("writer", "max_rows", c.natural_int, "20000000", "keep at most this many rows (0 = no cap)"),
-    S("writer", "retention_interval", c.duration, "60s", "how often retention runs"),
+    S("writer", "retention_interval", c.at_least(c.duration, 1.0, "1s"), "60s",
+      "how often retention runs"),
     S("writer", "delete_batch", c.positive_int, "2000",
       "rows deleted per retention transaction, so readers never stall"),
 
@@ -116,6 +118,9 @@ def load(path: str | os.PathLike[str]) -> Config:
 
 
 def from_parser(parser: configparser.ConfigParser, path: Path) -> Config:
+    if parser.defaults():
+        raise ConfigError("a [DEFAULT] section is not supported; put each key in its section",
+                          str(path), "DEFAULT")
     raw: dict[str, dict[str, str]] = {section: {} for section in SECTIONS}
     for section in parser.sections():
         if section not in raw:
@@ -149,10 +154,15 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
     app["instance"] = app["instance"] or f"{socket.gethostname()}{stage.suffix or '_p'}"
     values["ingestor"]["port"] = values["ingestor"]["port"] or stage.ingest_port
     values["web"]["port"] = values["web"]["port"] or stage.web_port
+    for section, key in (("journal", "dir"), ("writer", "db"), ("ingestor", "publish")):
+        text = values[section][key].replace("{var}", str(var))
+        if "{" in text or "}" in text:
+            raise ConfigError("only {var} may stand in braces here", str(path), section, key)
+        values[section][key] = text
     for section, key in (("journal", "dir"), ("writer", "db")):
-        values[section][key] = (base / values[section][key].format(var=var)).resolve()
+        values[section][key] = (base / values[section][key]).resolve()
     try:
-        values["ingestor"]["publish"] = c.endpoint(values["ingestor"]["publish"].format(var=var))
+        values["ingestor"]["publish"] = c.endpoint(values["ingestor"]["publish"])
     except ValueError as error:
         raise ConfigError(str(error), str(path), "ingestor", "publish") from None
     if values["ingestor"]["port"] == values["web"]["port"]:

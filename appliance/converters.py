@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
+from typing import Any
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -106,3 +108,13 @@ def endpoint(text: str) -> str:
 
 def text(value: str) -> str:
     return value.strip()
+
+
+def at_least(convert: Callable[[str], Any], minimum: Any, shown: str) -> Callable[[str], Any]:
+    """`convert`, refusing values below `minimum` (a value that would stall or spin)."""
+    def checked(text: str) -> Any:
+        value = convert(text)
+        if value < minimum:
+            raise ValueError(f"{text.strip()!r} is below the minimum of {shown}")
+        return value
+    return checked

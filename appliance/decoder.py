@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import copyreg
+import ctypes
+import os
 import resource
 import signal
 import struct
@@ -24,6 +26,7 @@ from appliance.errors import FrameError
 from appliance.record import ORIGIN, Caps, normalize, scrub
 
 LENGTH = struct.Struct(">I")
+PR_SET_PDEATHSIG = 1
 
 
 def read_message(stream: BinaryIO) -> bytes | None:
@@ -72,6 +75,14 @@ def _seal() -> None:
     # Stop only when the ingestor closes our stdin: its SIGTERM drain needs our answers.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # ...but die with it: a worker spinning on a hostile frame never reads its stdin again.
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the ingestor's watchdog and stdin EOF still end us
+    if os.getppid() != parent:  # the ingestor died before prctl took effect
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ MAX_IN_FLIGHT = 2  # chunks queued at one worker: one decoding, one waiting
 class Chunk:
     id: int
     frames: list  # [[peer, received, payload], …]
+    size: int     # payload bytes
     records: list[bytes] = field(default_factory=list)
     done: bool = False
 
@@ -55,6 +56,8 @@ class DecoderPool:
         self._watchdog: asyncio.Task | None = None
         self.restarts = 0
         self.backlog_frames = 0
+        self.backlog_bytes = 0
+        self._failures = 0  # replacements since a worker last answered
 
     async def start(self) -> None:
         self.workers = [await self._spawn() for _ in range(self.size)]
@@ -68,14 +71,10 @@ class DecoderPool:
         worker.reader = asyncio.create_task(self._read(worker))
         return worker
 
-    @property
-    def backlog(self) -> int:
-        """Frames submitted and not yet delivered (for the ingestor's backpressure)."""
-        return self.backlog_frames
-
     def submit(self, frames: list) -> None:
-        chunk = Chunk(next(self._ids), frames)
+        chunk = Chunk(next(self._ids), frames, sum(len(frame[2]) for frame in frames))
         self.backlog_frames += len(frames)
+        self.backlog_bytes += chunk.size
         self.order.append(chunk)
         self.waiting.append(chunk)
         self._dispatch()
@@ -106,6 +105,7 @@ class DecoderPool:
                 if chunk.id != chunk_id:
                     raise RuntimeError(f"decoder answered chunk {chunk_id}, not {chunk.id}")
                 worker.busy_since = time.monotonic()
+                self._failures = 0
                 for peer, kind, reason in rejects:
                     self.reject(peer, kind, reason)
                 chunk.records, chunk.done = records, True
@@ -123,7 +123,11 @@ class DecoderPool:
         while self.order and self.order[0].done:
             chunk = self.order.popleft()
             self.backlog_frames -= len(chunk.frames)
-            self.deliver(chunk.records)
+            self.backlog_bytes -= chunk.size
+            try:
+                self.deliver(chunk.records)
+            except Exception:  # noqa: BLE001 - a bug in journaling is not the decoder's fault
+                log.exception("could not journal %d decoded records", len(chunk.records))
 
     async def _watch(self) -> None:
         while True:
@@ -138,12 +142,15 @@ class DecoderPool:
         """Kill a worker, start another, and retry its chunks: the one it was decoding frame
         by frame (a single frame is rejected), the others whole."""
         worker.dead = True
+        if worker.reader is not None and worker.reader is not asyncio.current_task():
+            worker.reader.cancel()  # before waiting: a late answer must not shift in_flight
         if worker.process.returncode is None:
             worker.process.kill()
         await worker.process.wait()
-        if worker.reader is not None and worker.reader is not asyncio.current_task():
-            worker.reader.cancel()
         self.restarts += 1
+        self._failures += 1
+        if self._failures > self.size * 3:  # workers that cannot even start: don't spin
+            await asyncio.sleep(min(0.1 * self._failures, 5.0))
         if not worker.in_flight:
             log.warning("decoder %d %s while idle; starting another", worker.process.pid, why)
             self.workers[self.workers.index(worker)] = await self._spawn()
@@ -158,7 +165,8 @@ class DecoderPool:
             self.reject(peer, kind, f"the decoder {why} on this frame")
             suspect.done = True
         else:
-            singles = [Chunk(next(self._ids), [frame]) for frame in suspect.frames]
+            singles = [Chunk(next(self._ids), [frame], len(frame[2]))
+                       for frame in suspect.frames]
             position = self.order.index(suspect)
             self.order.remove(suspect)
             for offset, single in enumerate(singles):
@@ -177,7 +185,7 @@ class DecoderPool:
             await asyncio.sleep(0.01)
         if self.order:
             log.error("decoders still busy after %.0fs; %d frames not journaled", timeout,
-                      self.backlog)
+                      self.backlog_frames)
         if self._watchdog is not None:
             self._watchdog.cancel()
         for worker in self.workers:

@@ -20,7 +20,7 @@ from appliance import config as config_module
 from appliance import retention
 from appliance.codec import FrameSplitter, split_datagram, with_seq
 from appliance.decoder_pool import DecoderPool
-from appliance.errors import FrameError
+from appliance.errors import FrameError, JournalError
 from appliance.journal import Journal
 from appliance.rejections import RejectionLog
 from appliance.runtime import Every, setup_logging, write_stats
@@ -35,6 +35,7 @@ LOG_EVERY = 60.0
 DRAIN_QUIET = 0.25     # seconds without data that end the drain at shutdown
 DRAIN_LIMIT = 5.0
 CHUNK_BYTES = 4 << 20  # frames sent to a decoder at once, at most
+BACKLOG_BYTES = 64 << 20  # frame bytes waiting for decoders before TCP reading pauses
 UDP_BACKLOG_FACTOR = 4  # TCP clients are paused at the backlog limit; UDP queues this far
 
 
@@ -64,6 +65,8 @@ class Ingestor:
         self.last_data = 0.0  # monotonic time of the last bytes received
         self.streams: set[StreamProtocol] = set()
         self.paused = False
+        self.stopped = asyncio.Event()
+        self.failed: JournalError | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
 
     @staticmethod
@@ -97,23 +100,37 @@ class Ingestor:
             return
         frames, self.frames, self.frames_bytes = self.frames, [], 0
         self.pool.submit(frames)
-        if not self.paused and self.pool.backlog > self.backlog_limit:
+        if not self.paused and self.backlogged():
             self.paused = True  # TCP flow control now slows the clients down
             for stream in self.streams:
                 stream.pause()
+
+    def backlogged(self, fraction: float = 1.0) -> bool:
+        """Whether the decoders are behind by more than `fraction` of what may wait for them,
+        counted in frames and in bytes (1 MiB frames must not pile up by the thousand)."""
+        return (self.pool.backlog_frames > self.backlog_limit * fraction
+                or self.pool.backlog_bytes > BACKLOG_BYTES * fraction)
 
     def journal_records(self, records: list[bytes]) -> None:
         """Give decoded records their seqs, journal them durably, then publish the same bytes."""
         if records:
             seq = self.journal.next_seq
-            _first, blob = self.journal.append(
-                [with_seq(packed, seq + offset) for offset, packed in enumerate(records)])
+            try:
+                _first, blob = self.journal.append(
+                    [with_seq(packed, seq + offset) for offset, packed in enumerate(records)])
+            except JournalError as error:
+                # Nothing of this batch is in the journal; stop taking records in (clients
+                # buffer or retry) rather than accept what cannot be kept.
+                log.critical("%s; %d records not accepted; stopping", error, len(records))
+                self.failed = error
+                self.stopped.set()
+                return
             self.accepted += len(records)
             try:
                 self.pub.send_multipart((TOPIC, blob), flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 pass  # no subscriber keeps up right now: they read it from the journal
-        if self.paused and self.pool.backlog <= self.backlog_limit // 2:
+        if self.paused and not self.backlogged(fraction=0.5):
             self.paused = False
             for stream in self.streams:
                 stream.resume()
@@ -137,8 +154,11 @@ class Ingestor:
                  self.accepted, self.journal.next_seq, self.rejections.total, len(self.streams))
 
     async def close(self) -> None:
-        self.submit()
-        await self.pool.close(timeout=DRAIN_LIMIT)
+        if self.failed is None:
+            self.submit()
+            await self.pool.close(timeout=DRAIN_LIMIT)
+        else:
+            await self.pool.close(timeout=0)
         self.rejections.flush_summary()
         self.journal.close()
         self.pub.close()
@@ -207,7 +227,7 @@ class DatagramProtocol(asyncio.DatagramProtocol):
         except FrameError as error:
             self.ingestor.rejections.reject(peer, error.kind, error.reason)
             return
-        if self.ingestor.pool.backlog > UDP_BACKLOG_FACTOR * self.ingestor.backlog_limit:
+        if self.ingestor.backlogged(fraction=UDP_BACKLOG_FACTOR):
             # UDP cannot be slowed down: past a generous backlog, say so rather than queue
             self.ingestor.rejections.reject(peer, "overload", "decoders behind; datagram dropped")
             return
@@ -218,7 +238,7 @@ async def serve(config: config_module.Config) -> None:
     ingestor = Ingestor(config)
     await ingestor.pool.start()
     loop = asyncio.get_running_loop()
-    stopped = asyncio.Event()
+    stopped = ingestor.stopped
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
     host, port = config.appliance.bind, config.ingestor.port
@@ -240,12 +260,20 @@ async def serve(config: config_module.Config) -> None:
         log.info("stopping: no new connections; reading what clients already sent")
         periodic.cancel()
         server.close()
-        await _drain(ingestor)
+        if ingestor.failed is None:
+            await _drain(ingestor)
+        for stream in list(ingestor.streams):
+            stream.pause()  # nothing more comes in while the last chunks are journaled
         if udp is not None:
             udp.close()
         await ingestor.close()
+        for stream in list(ingestor.streams):
+            if stream.transport is not None:
+                stream.transport.close()
         ingestor.write_stats()
         ingestor.log_stats()
+    if ingestor.failed is not None:
+        raise ingestor.failed
 
 
 async def _drain(ingestor: Ingestor) -> None:

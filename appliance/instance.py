@@ -49,6 +49,9 @@ startsecs=1
 startretries=5
 stopsignal=TERM
 stopwaitsecs=30
+; SIGTERM goes to the ingestor alone (its decoders finish their chunks for its drain);
+; a SIGKILL after stopwaitsecs takes the decoders with it.
+killasgroup=true
 redirect_stderr=true
 stdout_logfile=%(here)s/var/log/%(program_name)s.log
 stdout_logfile_maxbytes=10MB

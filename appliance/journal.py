@@ -137,11 +137,20 @@ class Journal:
         first = self.next_seq
         blob = encode_entries(first, payloads)
         view = memoryview(blob)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.fsync:
-            os.fdatasync(self._fd)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fdatasync(self._fd)
+        except OSError as error:
+            # Cut what part of the batch reached the file, so the journal stays a clean
+            # sequence and these seqs are never half there (disk full, I/O error).
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise JournalError(f"cannot append to the journal: {error}") from error
         self._size += len(blob)
         self.next_seq = first + len(payloads)
         return first, blob

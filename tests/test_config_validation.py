@@ -171,3 +171,19 @@ def test_committed_supervisord_conf_is_the_rendered_template():
 def test_committed_appliance_ini_is_the_rendered_template():
     rendered = instance.render_appliance_ini(STAGES["DEVELOPMENT"], None, None)
     assert (REPO / "conf" / "appliance.ini").read_text(encoding="utf-8") == rendered
+
+
+@pytest.mark.parametrize(("text", "section", "key", "message"), [
+    ("[DEFAULT]\nstage = TESTING\n", "DEFAULT", "", "[DEFAULT] section is not supported"),
+    ("[writer]\ndb = /data/{instance}/herald.sqlite\n", "writer", "db", "only {var}"),
+    ("[ingestor]\ndecoder_memory = 16MiB\n", "ingestor", "decoder_memory", "minimum of 128MiB"),
+    ("[journal]\nsegment_bytes = 0\n", "journal", "segment_bytes", "minimum of 1MiB"),
+    ("[ingestor]\ndecode_timeout = 0\n", "ingestor", "decode_timeout", "minimum of 100ms"),
+])
+def test_settings_that_would_misbehave_are_refused(tmp_path, text, section, key, message):
+    path = tmp_path / "appliance.ini"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert message in str(caught.value)
+    assert (caught.value.section, caught.value.key) == (section, key)

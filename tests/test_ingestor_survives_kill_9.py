@@ -2,11 +2,17 @@
 in the journal) is stored exactly once, and clients reconnect and go on."""
 
 import time
+from pathlib import Path
 
 from appliance.codec import unpack_record
 from appliance.journal import JournalReader
 from appliance.record import INDEX
 from support import finish, start_client, wait_until
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
 
 
 def journaled_messages(journal_dir) -> list[str]:
@@ -24,8 +30,12 @@ def test_ingestor_killed_mid_flood_keeps_every_accepted_record(instance):
     # SocketHandler drops what it logs while disconnected (appliance.client will not).
     clients = [start_client(inst.port, 40000, f"steady{n}", rate=5000) for n in range(2)]
     inst.wait_count(15000, "system_id LIKE 'steady%'", timeout=120)
+    decoders = child_pids(inst.pid("ingestor"))
+    assert decoders, "the ingestor runs its decoders as child processes"
     inst.kill9("ingestor")
     restarted = time.time()
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in decoders), 10,
+               "the killed ingestor's decoders to die with it", inst.diagnostics)
     for client in clients:
         finish(client, timeout=300)
     inst.wait_ready()
