@@ -1,7 +1,8 @@
 """The ingestor: accepts SocketHandler (TCP) and DatagramHandler (UDP) frames on the stage port.
 
-Each good record is normalised, given seq/origin/received, appended to the journal in batches
-and then published on ZeroMQ PUB for the subscribers. Bad frames are counted and skipped.
+Frames go to decoder processes (decoder_pool.py); each good record comes back normalised, gets
+its seq, is appended to the journal in batches and then published on ZeroMQ PUB for the
+subscribers. Bad frames are counted and skipped.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -18,10 +18,11 @@ import zmq
 
 from appliance import config as config_module
 from appliance import retention
-from appliance.codec import FrameSplitter, split_datagram, with_seq
+from appliance.codec import with_seq
 from appliance.decoder_pool import DecoderPool
-from appliance.errors import FrameError, JournalError
+from appliance.errors import JournalError
 from appliance.journal import Journal
+from appliance.listeners import DatagramProtocol, StreamProtocol, udp_socket
 from appliance.rejections import RejectionLog
 from appliance.runtime import Every, setup_logging, write_stats
 from appliance.subscriber import TOPIC
@@ -36,7 +37,6 @@ DRAIN_QUIET = 0.25     # seconds without data that end the drain at shutdown
 DRAIN_LIMIT = 5.0
 CHUNK_BYTES = 4 << 20  # frames sent to a decoder at once, at most
 BACKLOG_BYTES = 64 << 20  # frame bytes waiting for decoders before TCP reading pauses
-UDP_BACKLOG_FACTOR = 4  # TCP clients are paused at the backlog limit; UDP queues this far
 
 
 class Ingestor:
@@ -164,76 +164,6 @@ class Ingestor:
         self.pub.close()
 
 
-class StreamProtocol(asyncio.Protocol):
-    """One TCP client: split its byte stream into frames, whatever the read sizes."""
-
-    def __init__(self, ingestor: Ingestor, max_connections: int) -> None:
-        self.ingestor = ingestor
-        self.max_connections = max_connections
-        self.splitter = FrameSplitter(ingestor.max_frame_bytes)
-        self.peer = "?"
-        self.transport: asyncio.Transport | None = None
-        self.closed_on_error = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        host, port = transport.get_extra_info("peername")[:2]
-        self.peer = f"{host}:{port}"
-        if len(self.ingestor.streams) >= self.max_connections:
-            log.warning("refused %s: already %d connections", self.peer, self.max_connections)
-            transport.close()
-            return
-        self.ingestor.streams.add(self)
-        if self.ingestor.paused:
-            self.pause()
-
-    def pause(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-
-    def data_received(self, data: bytes) -> None:
-        self.ingestor.last_data = time.monotonic()
-        frames, error = self.splitter.feed(data)
-        for payload in frames:
-            self.ingestor.accept_frame(payload, self.peer)
-        if error is not None:
-            self.ingestor.rejections.reject(self.peer, error.kind,
-                                           f"{error.reason}; closing the connection")
-            assert self.transport is not None
-            self.closed_on_error = True
-            self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.ingestor.streams.discard(self)
-        if self.splitter.buffered and not self.closed_on_error:
-            self.ingestor.rejections.reject(
-                self.peer, "truncated",
-                f"connection closed inside a frame ({self.splitter.buffered} bytes buffered)")
-
-
-class DatagramProtocol(asyncio.DatagramProtocol):
-    def __init__(self, ingestor: Ingestor) -> None:
-        self.ingestor = ingestor
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        self.ingestor.last_data = time.monotonic()
-        peer = f"{addr[0]}:{addr[1]}"
-        try:
-            payload = split_datagram(data, self.ingestor.max_frame_bytes)
-        except FrameError as error:
-            self.ingestor.rejections.reject(peer, error.kind, error.reason)
-            return
-        if self.ingestor.backlogged(fraction=UDP_BACKLOG_FACTOR):
-            # UDP cannot be slowed down: past a generous backlog, say so rather than queue
-            self.ingestor.rejections.reject(peer, "overload", "decoders behind; datagram dropped")
-            return
-        self.ingestor.accept_frame(payload, peer)
-
-
 async def serve(config: config_module.Config) -> None:
     ingestor = Ingestor(config)
     await ingestor.pool.start()
@@ -249,7 +179,7 @@ async def serve(config: config_module.Config) -> None:
     if config.ingestor.udp:
         udp, _ = await loop.create_datagram_endpoint(
             lambda: DatagramProtocol(ingestor),
-            sock=_udp_socket(host, port, config.ingestor.udp_receive_buffer))
+            sock=udp_socket(host, port, config.ingestor.udp_receive_buffer))
     log.info("ingestor %s listening on %s:%d (tcp%s), journal %s, next seq %d, publishing on %s",
              ingestor.origin, host, port, "+udp" if udp else "", config.journal.dir,
              ingestor.journal.next_seq, config.ingestor.publish)
@@ -287,26 +217,15 @@ async def _drain(ingestor: Ingestor) -> None:
     log.warning("clients still sending after %.0fs; closing their connections", DRAIN_LIMIT)
 
 
-def _udp_socket(host: str, port: int, buffer_bytes: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
-    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux doubles it
-    if granted < buffer_bytes:
-        log.warning("UDP receive buffer is %d bytes, not the %d asked for: raise "
-                    "net.core.rmem_max, or bursts of datagrams will be dropped by the kernel",
-                    granted, buffer_bytes)
-    sock.bind((host, port))
-    sock.setblocking(False)
-    return sock
-
-
 async def _periodic(ingestor: Ingestor) -> None:
     retention_due, log_due = Every(RETENTION_EVERY), Every(LOG_EVERY)
     while True:
         await asyncio.sleep(STATS_EVERY)
         ingestor.write_stats()
         if retention_due.due():
+            now = time.monotonic()
+            for stream in list(ingestor.streams):
+                stream.close_if_stalled(now)
             ingestor.prune_journal()
             ingestor.rejections.flush_summary()
         if log_due.due():
