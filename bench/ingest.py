@@ -189,6 +189,18 @@ def wait_for_rows(count: Callable[[], int], expected: int, clients: list[subproc
 
 
 # (A) the appliance --------------------------------------------------------------------------
+def finish_run(side: str, index: int, expected: int, seconds: float, cpu: dict[str, float],
+               rss: dict[str, int], machine: float, clients: list[subprocess.Popen],
+               children_before: float) -> Run:
+    """Reap the clients and turn CPU seconds into % of one core over the run's window."""
+    for client in clients:
+        finish(client, timeout=RUN_TIMEOUT)
+    cpu["clients"] = reaped_children_cpu() - children_before
+    cpu["other"] = max(0.0, machine - sum(cpu.values()))
+    return Run(side, index, expected, seconds,
+               {name: 100 * value / seconds for name, value in cpu.items()}, rss)
+
+
 def run_appliance(workdir: Path, index: int, clients: int, per_client: int) -> Run:
     instance = Instance(workdir / f"appliance-{index}")
     expected = clients * per_client
@@ -219,12 +231,8 @@ def run_appliance(workdir: Path, index: int, clients: int, per_client: int) -> R
         cpu["supervisord"] = cpu_seconds(supervisord) - cpu_before["supervisord"]
         cpu["poller"] = own_cpu() - own_before
         rss = {name: peak_rss_kib(pid) for name, pid in pids.items()}
-        for client in started_clients:
-            finish(client, timeout=RUN_TIMEOUT)
-        cpu["clients"] = reaped_children_cpu() - children_before
-        cpu["other"] = max(0.0, machine - sum(cpu.values()))
-        return Run("appliance", index, expected, seconds,
-                   {name: 100 * value / seconds for name, value in cpu.items()}, rss)
+        return finish_run("appliance", index, expected, seconds, cpu, rss, machine,
+                          started_clients, children_before)
     finally:
         if counter is not None:
             counter.close()
@@ -271,12 +279,8 @@ def run_reference(workdir: Path, index: int, clients: int, per_client: int) -> R
         cpu = {"bridge": cpu_seconds(bridge.pid) - bridge_before,
                "poller": own_cpu() - own_before}
         rss = {"bridge": peak_rss_kib(bridge.pid)}
-        for client in started_clients:
-            finish(client, timeout=RUN_TIMEOUT)
-        cpu["clients"] = reaped_children_cpu() - children_before
-        cpu["other"] = max(0.0, machine - sum(cpu.values()))
-        return Run("old-bridge shape", index, expected, seconds,
-                   {name: 100 * value / seconds for name, value in cpu.items()}, rss)
+        return finish_run("old-bridge shape", index, expected, seconds, cpu, rss, machine,
+                          started_clients, children_before)
     finally:
         if counter is not None:
             counter.close()
