@@ -23,6 +23,7 @@ def _process(module: str) -> Callable[[list[str]], None]:
 
 
 PROCESSES = {"ingestor": _process("ingestor"), "writer": _process("writer"),
+             "web": _process("web"),
              "decoder": _process("decoder")}  # run by the ingestor, not by supervisord
 
 

@@ -89,6 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
       "rows deleted per retention transaction, so readers never stall"),
 
     S("web", "port", c.port_number, "", "web viewer port (default: the stage's)", derived=True),
+    S("web", "threads", c.positive_int, "8", "requests served at once"),
 )
 
 _BY_KEY = {(s.section, s.key): s for s in SETTINGS}

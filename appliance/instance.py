@@ -74,6 +74,20 @@ redirect_stderr=true
 stdout_logfile=%(here)s/var/log/%(program_name)s_%(process_num)d.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
+
+[program:web]
+command={command} web -c %(here)s/conf/appliance.ini
+environment=PYTHONPATH="{pythonpath}",PYTHONUNBUFFERED="1"
+priority=30
+autorestart=true
+startsecs=1
+startretries=5
+stopsignal=TERM
+stopwaitsecs=10
+redirect_stderr=true
+stdout_logfile=%(here)s/var/log/%(program_name)s.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
 """
 
 

@@ -56,10 +56,10 @@ class Instance:
 
     def __init__(self, directory: Path, stage: str = "TESTING", **settings: dict) -> None:
         self.dir = Path(directory)
-        self.port = free_port()
+        self.port, self.web_port = free_port(), free_port()
         subprocess.run([sys.executable, "-m", "appliance", "init", str(self.dir),
                         "--stage", stage, "--ingest-port", str(self.port),
-                        "--web-port", str(free_port())], check=True, capture_output=True)
+                        "--web-port", str(self.web_port)], check=True, capture_output=True)
         self.conf = self.dir / "supervisord.conf"
         self.ini = self.dir / "conf" / "appliance.ini"
         self.db_path = self.dir / "var" / "herald.sqlite"

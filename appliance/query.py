@@ -1,0 +1,149 @@
+"""Record queries for the web table, the JSON API and the CLI: URL parameters → checked
+filters → one SQL statement with keyset pagination. Pure functions over plain data.
+
+Every bad parameter raises QueryError with a message fit for a 400 answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from appliance.errors import ApplianceError
+
+EQUALITY_FIELDS = ("system_id", "sub_system_id", "sub_sub_system_id", "produkt_id",
+                   "user_spec_1", "user_spec_2", "logger", "package_version")
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+PARAMETERS = frozenset({*EQUALITY_FIELDS, "level", "since", "until", "q", "order", "limit",
+                        "before", "after", "tail"})
+_RELATIVE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_FTS_SYNTAX = re.compile(r'["()*]|\b(?:AND|OR|NOT|NEAR)\b')
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class QueryError(ApplianceError):
+    """A request parameter is wrong; `status` is the HTTP answer."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class Query:
+    equals: dict[str, str] = field(default_factory=dict)
+    level: int | None = None
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+    newest_first: bool = True
+    limit: int = DEFAULT_LIMIT
+    before: int | None = None  # keyset: ids below this (older, in newest-first order)
+    after: int | None = None   # keyset: ids above this (newer)
+
+
+def parse(params: Mapping[str, str], now: float | None = None) -> Query:
+    """Checked filters from URL parameters; empty values mean 'no filter'."""
+    unknown = sorted(set(params) - PARAMETERS)
+    if unknown:
+        raise QueryError(f"unknown parameter {unknown[0]!r}; known: "
+                         f"{', '.join(sorted(PARAMETERS))}")
+    now = time.time() if now is None else now
+    given = {key: value.strip() for key, value in params.items() if value and value.strip()}
+    order = given.get("order", "newest")
+    if order not in ("newest", "oldest"):
+        raise QueryError(f"order must be 'newest' or 'oldest', not {order!r}")
+    return Query(
+        equals={key: given[key] for key in EQUALITY_FIELDS if key in given},
+        level=_level(given["level"]) if "level" in given else None,
+        since=_time(given["since"], now, "since") if "since" in given else None,
+        until=_time(given["until"], now, "until") if "until" in given else None,
+        text=given.get("q"),
+        newest_first=order == "newest",
+        limit=_bounded_int(given.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT),
+        before=_bounded_int(given["before"], "before", 1, 2**63) if "before" in given else None,
+        after=_bounded_int(given["after"], "after", 0, 2**63) if "after" in given else None,
+    )
+
+
+def _level(text: str) -> int:
+    if text.upper() in LEVELS:
+        return LEVELS[text.upper()]
+    return _bounded_int(text, "level", 0, 100)
+
+
+def _bounded_int(text: str, name: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"-?\d{1,19}", text):
+        raise QueryError(f"{name} must be a whole number, not {text[:40]!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise QueryError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _time(text: str, now: float, name: str) -> float:
+    """'15m', '2h', '7d' (ago), epoch seconds, or an ISO date/time (UTC unless it says)."""
+    relative = _RELATIVE.match(text)
+    if relative:
+        return now - int(relative.group(1)) * _SECONDS[relative.group(2)]
+    if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
+        return float(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(f"{name} must be like 15m, 2h, 7d, epoch seconds or "
+                         f"2026-11-28T12:00, not {text[:40]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def fts_expression(text: str) -> str:
+    """The user's search as an FTS5 expression. Plain words must all occur, each taken
+    literally (so `connection-refused` or `db01:5432` just work); with FTS5 syntax
+    ("phrases", prefix*, AND OR NOT NEAR, parentheses) it is passed through, and a malformed
+    one comes back from SQLite as a QueryError."""
+    if _FTS_SYNTAX.search(text):
+        return text
+    return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
+
+
+def build(query: Query, columns: str = "*") -> tuple[str, list]:
+    """One SELECT over `record` for the query: filters, keyset bound, order, limit+1 rows (the
+    extra row tells whether another page exists)."""
+    where, params = where_clause(query)
+    if query.before is not None:
+        where.append("id < ?")
+        params.append(query.before)
+    if query.after is not None:
+        where.append("id > ?")
+        params.append(query.after)
+    # Keyset on id (the order records were stored in): no OFFSET scans, stable pages.
+    descending = query.newest_first if query.after is None else False
+    sql = (f"SELECT {columns} FROM record WHERE {' AND '.join(where) or '1'} "  # noqa: S608
+           f"ORDER BY id {'DESC' if descending else 'ASC'} LIMIT ?")
+    return sql, [*params, query.limit + 1]
+
+
+def where_clause(query: Query) -> tuple[list[str], list]:
+    """The filter part, shared by the table, the histogram and exports."""
+    where: list[str] = []
+    params: list = []
+    for key, value in query.equals.items():
+        where.append(f"{key} = ?")  # key comes from EQUALITY_FIELDS, never from input
+        params.append(value)
+    if query.level is not None:
+        where.append("levelno >= ?")
+        params.append(query.level)
+    if query.since is not None:
+        where.append("received >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        where.append("received < ?")
+        params.append(query.until)
+    if query.text:
+        where.append("id IN (SELECT rowid FROM record_fts WHERE record_fts MATCH ?)")
+        params.append(fts_expression(query.text))
+    return where, params

@@ -1,0 +1,37 @@
+% rebase("layout", title="record %d" % record['id'])
+<h1 class="level-{{record['levelname'] or 'NONE'}}">{{record['levelname'] or ''}} {{record['message'] if record['message'] is not None else ''}}</h1>
+<dl id="fields">
+% for name, value in record.items():
+%   if name not in ("extra", "exc_text", "stack_info"):
+  <dt>{{name}}</dt><dd class="field-{{name}}">{{fmt_time(value) if name in ("received", "created") else ("" if value is None else value)}}</dd>
+%   end
+% end
+</dl>
+% if record['exc_text']:
+<h2>Traceback</h2>
+<pre id="trace">{{record['exc_text']}}</pre>
+% end
+% if record['stack_info']:
+<h2>Stack</h2>
+<pre id="stack">{{record['stack_info']}}</pre>
+% end
+% if extra:
+<h2>Extra</h2>
+<pre id="extra">{{extra}}</pre>
+% end
+<h2>Around this record (system {{record['system_id'] or '—'}})</h2>
+<table id="around">
+<thead><tr>
+  <th>received</th><th>created</th><th>level</th><th>system</th><th>host</th><th>sub-sub</th>
+  <th>product</th><th>user</th><th>package / function / line</th><th>message</th>
+</tr></thead>
+<tbody>
+% for r in newer:
+% include("row", r=r)
+% end
+<tr class="this"><td colspan="10">▶ this record</td></tr>
+% for r in older:
+% include("row", r=r)
+% end
+</tbody>
+</table>

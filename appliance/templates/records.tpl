@@ -1,0 +1,46 @@
+% rebase("layout", title="records")
+% from urllib.parse import urlencode
+<form id="filters" method="get" action="/">
+% for name in fields:
+  <label>{{name}} <input name="{{name}}" value="{{params.get(name, '')}}" list="options-{{name}}" autocomplete="off"></label>
+% end
+  <label>level ≥ <select name="level">
+    <option value="">any</option>
+% for level_name, number in levels.items():
+    <option value="{{level_name}}" {{'selected' if query.level == number else ''}}>{{level_name}}</option>
+% end
+  </select></label>
+  <label>since <input name="since" value="{{params.get('since', '')}}" placeholder="15m, 2h, 7d, 2026-11-28T12:00"></label>
+  <label>until <input name="until" value="{{params.get('until', '')}}"></label>
+  <label class="wide">search <input name="q" value="{{params.get('q', '')}}" placeholder='words, "a phrase", prefix*'></label>
+  <label>order <select name="order">
+    <option value="newest">newest first</option>
+    <option value="oldest" {{'selected' if not query.newest_first else ''}}>oldest first</option>
+  </select></label>
+  <label>rows <input name="limit" value="{{params.get('limit', '')}}" size="4" placeholder="100"></label>
+  <button type="submit">Filter</button>
+  <a href="/">reset</a>
+  <label class="tail"><input type="checkbox" id="tail"> live tail</label>
+</form>
+<table id="records" data-query="{{urlencode(params)}}">
+<thead><tr>
+  <th>received</th><th>created</th><th>level</th><th>system</th><th>host</th><th>sub-sub</th>
+  <th>product</th><th>user</th><th>package / function / line</th><th>message</th>
+</tr></thead>
+<tbody>
+% for r in rows:
+% include("row", r=r)
+% end
+</tbody>
+</table>
+% if not rows:
+<p id="empty">No records match.</p>
+% end
+<nav class="pages">
+% if rows and (query.before is not None or query.after is not None):
+  <a id="newer" href="/?{{urlencode({**params, 'after': rows[0]['id']})}}">← newer</a>
+% end
+% if rows and (more or query.after is not None):
+  <a id="older" href="/?{{urlencode({**params, 'before': rows[-1]['id']})}}">older →</a>
+% end
+</nav>

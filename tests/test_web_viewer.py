@@ -1,0 +1,129 @@
+"""The herald web viewer over HTTP on a real instance: the table, filters in the URL, full-text
+search, keyset pages, record details, the JSON API, escaping and clear 400s."""
+
+import json
+import logging
+import logging.handlers
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from support import Instance, wait_until
+
+XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+
+def get(inst: Instance, path: str) -> tuple[int, dict, str]:
+    url = f"http://127.0.0.1:{inst.web_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+def api(inst: Instance, path: str) -> dict:
+    status, _, body = get(inst, path)
+    assert status == 200, body
+    return json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def viewer(tmp_path_factory):
+    inst = Instance(tmp_path_factory.mktemp("web") / "instance")
+    inst.start(wait_programs=("ingestor", "writer", "web"))
+    try:
+        handler = logging.handlers.SocketHandler("127.0.0.1", inst.port)
+        logger = logging.Logger("shop.billing")
+        logger.addHandler(handler)
+        for n in range(30):
+            logger.info("order %d paid by card", n, extra={"SYSTEM_ID": "alpha",
+                                                             "SUB_SYSTEM_ID": "host-a"})
+        try:
+            raise ConnectionRefusedError("db01:5432 refused")
+        except ConnectionRefusedError:
+            logger.exception("connection-refused to database", extra={"SYSTEM_ID": "beta"})
+        hostile = logging.Logger(XSS)
+        hostile.addHandler(handler)
+        hostile.warning(XSS, extra={"SYSTEM_ID": XSS, "note": XSS})
+        handler.close()
+        inst.wait_count(32)
+        wait_until(lambda: get(inst, "/")[0] == 200, 30, "the web viewer", inst.diagnostics)
+        yield inst
+    finally:
+        inst.stop()
+
+
+def test_the_table_shows_records_newest_first_with_safe_headers(viewer):
+    status, headers, html = get(viewer, "/")
+    assert status == 200
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert html.index("connection-refused to database") < html.index("order 29 paid")
+    assert html.count('class="record level-INFO"') == 30
+    assert "ConnectionRefusedError: db01:5432 refused" in html  # the traceback, collapsed
+
+
+def test_hostile_text_is_shown_as_text(viewer):
+    record_id = api(viewer, "/api/records?level=WARNING&system_id=" +
+                    urllib.parse.quote(XSS))["records"][0]["id"]
+    for path in ("/", f"/record/{record_id}"):
+        _, _, html = get(viewer, path)
+        assert "<script>alert" not in html and "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in html
+
+
+def test_filters_and_search_narrow_the_records(viewer):
+    assert {r["system_id"] for r in api(viewer, "/api/records?system_id=alpha")["records"]} \
+        == {"alpha"}
+    errors = api(viewer, "/api/records?level=error")["records"]
+    assert [r["system_id"] for r in errors] == ["beta"]
+    for search in ("connection-refused", "db01:5432", '"paid by card"', "card AND order",
+                   "refus*"):
+        found = api(viewer, "/api/records?" + urllib.parse.urlencode({"q": search}))["records"]
+        assert found, search
+    assert len(api(viewer, "/api/records?q=paid&system_id=alpha")["records"]) == 30
+    assert api(viewer, "/api/records?q=nonexistentword")["records"] == []
+    _, _, html = get(viewer, "/?system_id=beta")
+    assert html.count('class="record ') == 1 and 'value="beta"' in html
+
+
+def test_keyset_pages_cover_everything_once(viewer):
+    seen, path = [], "/api/records?limit=7"
+    while path:
+        page = api(viewer, path)
+        seen += [r["id"] for r in page["records"]]
+        nxt = page["next"]
+        path = f"/api/records?limit=7&{urllib.parse.urlencode(nxt)}" if nxt else None
+    everything = [r["id"] for r in api(viewer, "/api/records?limit=1000")["records"]]
+    assert seen == everything == sorted(everything, reverse=True)
+    assert len(seen) == viewer.count()
+    older = get(viewer, f"/?limit=7&before={seen[6]}")[2]
+    assert f'data-id="{seen[7]}"' in older and 'id="newer"' in older
+
+
+def test_a_record_page_shows_every_field_extras_and_its_neighbours(viewer):
+    beta = api(viewer, "/api/records?system_id=beta")["records"][0]
+    status, _, html = get(viewer, f"/record/{beta['id']}")
+    assert status == 200
+    assert 'id="trace"' in html and "db01:5432 refused" in html
+    assert "field-func_name" in html and "field-peer" in html
+    assert api(viewer, f"/api/records/{beta['id']}")["message"] == "connection-refused to database"
+    alpha = [r["id"] for r in api(viewer, "/api/records?system_id=alpha")["records"]]
+    _, _, html = get(viewer, f"/record/{alpha[15]}")
+    shown = [int(part.split('"')[0]) for part in html.split('data-id="')[1:]]
+    assert shown == alpha[5:15] + alpha[16:26]  # ten newer and ten older of the same system
+    assert get(viewer, "/record/999999")[0] == 404
+    assert "alpha" in api(viewer, "/api/options")["system_id"]
+
+
+@pytest.mark.parametrize("query", ["level=abc", "limit=1000000000", "limit=0", "nonsense=1",
+                                   "since=yesterday", "before=-3", "order=sideways",
+                                   "q=%22unclosed", "q=AND", "q=(foo"])
+def test_bad_parameters_get_a_400_with_a_message(viewer, query):
+    status, _, html = get(viewer, f"/?{query}")
+    assert status == 400 and 'class="error"' in html and "Traceback" not in html
+    status, _, body = get(viewer, f"/api/records?{query}")
+    assert status == 400 and json.loads(body)["error"]
