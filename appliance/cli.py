@@ -43,7 +43,13 @@ def _init(argv: list[str]) -> None:
           f"  supervisord -c {conf}\n  supervisorctl -c {conf} status")
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {**PROCESSES, "init": _init}
+def _passwd(argv: list[str]) -> None:
+    from appliance.auth import passwd_main
+    passwd_main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {**PROCESSES, "init": _init,
+                                                    "passwd": _passwd}
 
 
 def main(argv: list[str] | None = None) -> int:

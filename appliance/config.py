@@ -90,6 +90,13 @@ SETTINGS: tuple[Setting, ...] = (
 
     S("web", "port", c.port_number, "", "web viewer port (default: the stage's)", derived=True),
     S("web", "threads", c.positive_int, "8", "requests served at once"),
+    S("web", "login", c.boolean, "false",
+      "require a login for every page and an API token for /api (admin actions need it)"),
+    S("web", "users", c.credentials, "", "name:role:hash entries (role viewer or admin), one "
+      "per line or comma-separated; make one with `appliance passwd NAME --role admin`"),
+    S("web", "tokens", c.credentials, "", "API tokens as name:role:sha256-hex-of-token "
+      "(`appliance passwd` prints a fresh token and its line with --token)"),
+    S("web", "session", c.at_least(c.duration, 60.0, "1m"), "12h", "how long a login lasts"),
 )
 
 _BY_KEY = {(s.section, s.key): s for s in SETTINGS}
@@ -169,6 +176,8 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
     if values["ingestor"]["port"] == values["web"]["port"]:
         raise ConfigError(f"ingest and web port are both {values['web']['port']}",
                           str(path), "web", "port")
+    if values["web"]["login"] and not values["web"]["users"]:
+        raise ConfigError("login is on but no users are configured", str(path), "web", "users")
     config = Config(**{name: SimpleNamespace(**section) for name, section in values.items()})
     config.path, config.stage = path, stage
     return config

@@ -118,3 +118,19 @@ def at_least(convert: Callable[[str], Any], minimum: Any, shown: str) -> Callabl
             raise ValueError(f"{text.strip()!r} is below the minimum of {shown}")
         return value
     return checked
+
+
+def credentials(text: str) -> dict[str, tuple[str, str]]:
+    """'name:role:secret' entries, one per line or comma-separated → {name: (role, secret)};
+    role is viewer or admin. Used for [web] users (password hashes) and tokens (digests)."""
+    found: dict[str, tuple[str, str]] = {}
+    for entry in (part.strip() for line in text.splitlines() for part in line.split(",")):
+        if not entry:
+            continue
+        name, _, rest = entry.partition(":")
+        role, _, secret = rest.partition(":")
+        if not name or role not in ("viewer", "admin") or not secret:
+            raise ValueError(f"{entry[:40]!r} is not name:role:hash with role viewer or admin "
+                             "(make one with `appliance passwd NAME --role ROLE`)")
+        found[name] = (role, secret)
+    return found

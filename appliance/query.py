@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from appliance.errors import ApplianceError
+from appliance.record import FILTER_FIELDS
 
-EQUALITY_FIELDS = ("system_id", "sub_system_id", "sub_sub_system_id", "produkt_id",
-                   "user_spec_1", "user_spec_2", "logger", "package_version")
+EQUALITY_FIELDS = FILTER_FIELDS
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 PARAMETERS = frozenset({*EQUALITY_FIELDS, "level", "since", "until", "q", "order", "limit",

@@ -21,6 +21,9 @@ COLUMNS: tuple[str, ...] = (
     "package_version", "api_version", "peer", "extra",
 )
 INDEX = {name: i for i, name in enumerate(COLUMNS)}
+# Fields people filter on by equality; the writer keeps their distinct values in `facet`.
+FILTER_FIELDS = ("system_id", "sub_system_id", "sub_sub_system_id", "produkt_id",
+                 "user_spec_1", "user_spec_2", "logger", "package_version")
 SEQ, ORIGIN, RECEIVED, PEER, EXTRA = (INDEX[n] for n in ("seq", "origin", "received", "peer",
                                                            "extra"))
 

@@ -1,29 +1,36 @@
-"""The herald web viewer: the records table, record details and a JSON API, read-only.
+"""The herald web viewer: records table with histogram and live tail, record details, systems,
+a JSON API with exports, optional login with an admin purge. Read-only except that purge.
 
-A bottle app served by waitress (threads) on the stage's web port; it opens the SQLite file
-read-only (WAL: it never blocks the writer) and runs every query through query.py.
+A bottle app served by waitress (threads) on the stage's web port; queries go through
+query.py and store.py; auth.py signs sessions and CSRF tokens.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import logging
-import sqlite3
-import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import bottle
 
+from appliance import auth, histogram
 from appliance import config as config_module
-from appliance.query import EQUALITY_FIELDS, LEVELS, Query, QueryError, build, fts_expression, parse
+from appliance.query import EQUALITY_FIELDS, LEVELS, Query, QueryError, parse
+from appliance.record import COLUMNS
 from appliance.runtime import setup_logging
+from appliance.store import RecordStore
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-AROUND = 10  # records shown before and after one on its detail page
+EXPORT_LIMIT = 100_000
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
                                "img-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -31,157 +38,270 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
 }
-SAFE_METHODS = ("GET", "HEAD")
+OPEN_PATHS = ("/login", "/static/")
 
 
-class RecordStore:
-    """Read-only access to the herald DB: one connection per server thread."""
+class Access:
+    """Who may do what: login on or off, users, API tokens, the signing secret."""
 
-    def __init__(self, path: Path) -> None:
-        self.uri = f"file:{path}?mode=ro"
-        self._local = threading.local()
+    def __init__(self, web: object, secret_path: Path) -> None:
+        self.login = web.login  # type: ignore[attr-defined]
+        self.users = web.users  # type: ignore[attr-defined]
+        self.tokens = {digest: auth.Principal(name, role)
+                       for name, (role, digest) in web.tokens.items()}  # type: ignore[attr-defined]
+        self.session_seconds = web.session  # type: ignore[attr-defined]
+        self.secret = auth.load_secret(secret_path)
 
-    def connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.uri, uri=True, timeout=10, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA query_only = 1")
-            self._local.db = db
-        return db
+    def principal(self) -> auth.Principal | None:
+        header = bottle.request.get_header("Authorization", "")
+        if header.startswith("Bearer "):
+            return self.tokens.get(auth.token_digest(header[7:].strip()))
+        return auth.read_session(self.secret, bottle.request.get_cookie(auth.SESSION_COOKIE),
+                                 time.time())
 
-    def rows(self, sql: str, params: list | tuple = ()) -> list[dict]:
-        return [dict(row) for row in self.connection().execute(sql, params)]
-
-    def check_search(self, text: str) -> None:
-        """Let FTS5 parse the search on its own, so its complaint becomes a 400 and any
-        other database error stays a 500."""
-        try:
-            self.connection().execute(
-                "SELECT rowid FROM record_fts WHERE record_fts MATCH ? LIMIT 1",
-                (fts_expression(text),)).fetchall()
-        except sqlite3.OperationalError as error:
-            raise QueryError(f"search syntax: {error} (words, \"a phrase\", prefix*, "
-                             "AND/OR/NOT, parentheses)") from None
-
-    def page(self, query: Query) -> tuple[list[dict], bool]:
-        """Up to query.limit records, newest first unless asked otherwise, and whether the
-        query has more beyond them."""
-        if query.text:
-            self.check_search(query.text)
-        sql, params = build(query)
-        rows = self.rows(sql, params)
-        more = len(rows) > query.limit
-        rows = rows[:query.limit]
-        if query.after is not None and query.newest_first:
-            rows.reverse()  # fetched upwards from the cursor, shown newest first
-        return rows, more
-
-    def record(self, record_id: int) -> dict | None:
-        rows = self.rows("SELECT * FROM record WHERE id = ?", (record_id,))
-        return rows[0] if rows else None
-
-    def around(self, record: dict) -> tuple[list[dict], list[dict]]:
-        same = "system_id IS ?"
-        before = self.rows(f"SELECT * FROM record WHERE {same} AND id < ? "  # noqa: S608
-                           "ORDER BY id DESC LIMIT ?", (record["system_id"], record["id"], AROUND))
-        after = self.rows(f"SELECT * FROM record WHERE {same} AND id > ? "  # noqa: S608
-                          "ORDER BY id ASC LIMIT ?", (record["system_id"], record["id"], AROUND))
-        return list(reversed(after)), before
-
-    def options(self) -> dict[str, list[str]]:
-        """Distinct values for the filter drop-downs (each read from its index)."""
-        return {name: [row["v"] for row in self.rows(
-            f"SELECT DISTINCT {name} AS v FROM record WHERE {name} IS NOT NULL "  # noqa: S608
-            "ORDER BY 1 LIMIT 500")] for name in EQUALITY_FIELDS}
+    def csrf(self) -> str:
+        cookie = bottle.request.get_cookie(auth.SESSION_COOKIE)
+        return auth.csrf_token(self.secret, cookie) if cookie else ""
 
 
-def make_app(store: RecordStore) -> bottle.Bottle:
+def make_app(store: RecordStore, access: Access,
+             purge: Callable[[float], int] | None = None) -> bottle.Bottle:
     app = bottle.Bottle()
-    template_lookup = [str(HERE / "templates")]
+    lookup = [str(HERE / "templates")]
 
     def render(name: str, **values: object) -> str:
-        return bottle.template(name, template_lookup=template_lookup, levels=LEVELS,
-                               fields=EQUALITY_FIELDS, fmt_time=fmt_time, **values)
+        return bottle.template(name, template_lookup=lookup, levels=LEVELS,
+                               fields=EQUALITY_FIELDS, fmt_time=fmt_time, urlencode=urlencode,
+                               user=bottle.request.environ.get("herald.user"),
+                               csrf=access.csrf(), **values)
+
+    @app.hook("before_request")
+    def require_login() -> None:
+        path = bottle.request.path
+        user = access.principal()
+        bottle.request.environ["herald.user"] = user
+        if not access.login or user is not None or path.startswith(OPEN_PATHS):
+            return
+        if path.startswith("/api/"):
+            bottle.abort(401, "log in or send Authorization: Bearer <token>")
+        target = bottle.request.fullpath + ("?" + bottle.request.query_string
+                                            if bottle.request.query_string else "")
+        bottle.redirect("/login?" + urlencode({"next": target}), 303)
 
     @app.hook("after_request")
     def security_headers() -> None:
         for key, value in HEADERS.items():
             bottle.response.set_header(key, value)
 
-    @app.error(400)
-    @app.error(404)
-    @app.error(405)
-    @app.error(500)
     def error_page(error: bottle.HTTPError) -> str:
-        if error.status_code == 500:
+        if error.status_code >= 500:
             log.error("%s %s failed: %r", bottle.request.method, bottle.request.path,
                       error.exception)
             message = "internal error (logged)"
         else:
             message = str(error.body)
+        for key, value in HEADERS.items():
+            bottle.response.set_header(key, value)
         if bottle.request.path.startswith("/api/"):
             bottle.response.content_type = "application/json"
             return json.dumps({"error": message})
         return render("error", status=error.status_line, message=message)
 
+    for status in (400, 401, 403, 404, 405, 500):
+        app.error(status)(error_page)
+
     def checked_query() -> Query:
         try:
             return parse(dict(bottle.request.query.decode().allitems()))
         except QueryError as error:
-            bottle.abort(400, str(error))
-            raise  # unreachable: abort raises
+            raise bottle.HTTPError(400, str(error)) from None
+
+    def shown_params() -> dict[str, str]:
+        return {k: v for k, v in bottle.request.query.decode().allitems() if v}
+
+    def guarded(call: Callable, *args: object) -> Any:
+        try:
+            return call(*args)
+        except QueryError as error:
+            raise bottle.HTTPError(400, str(error)) from None
 
     @app.get("/")
     def records_page() -> str:
         query = checked_query()
-        try:
-            rows, more = store.page(query)
-        except QueryError as error:
-            bottle.abort(400, str(error))
-        params = {k: v for k, v in bottle.request.query.decode().allitems()
-                  if k not in ("before", "after") and v}
-        return render("records", rows=rows, more=more, query=query, params=params)
+        rows, more = guarded(store.page, query)
+        params = {k: v for k, v in shown_params().items() if k not in ("before", "after")}
+        start, width = histogram.plan(query, time.time())
+        counts = guarded(store.level_counts, query, start, width, histogram.BUCKETS)
+        return render("records", rows=rows, more=more, query=query, params=params,
+                      options=store.options(),
+                      chart=histogram.svg(counts, start, width, params))
 
     @app.get("/record/<record_id:int>")
     def record_page(record_id: int) -> str:
         record = store.record(record_id)
         if record is None:
-            bottle.abort(404, f"no record {record_id}")
+            raise bottle.HTTPError(404, f"no record {record_id}")
         newer, older = store.around(record)
         return render("record", record=record, extra=pretty_extra(record["extra"]),
                       newer=newer, older=older)
 
+    @app.get("/systems")
+    def systems_page() -> str:
+        return render("systems", systems=store.systems())
+
     @app.get("/api/records")
     def api_records() -> dict:
         query = checked_query()
-        try:
-            rows, more = store.page(query)
-        except QueryError as error:
-            bottle.abort(400, str(error))
+        rows, more = guarded(store.page, query)
         next_page = None
         if more and rows:
-            next_page = {"before": rows[-1]["id"]} if query.newest_first and query.after is None \
-                else {"after": rows[-1]["id"]}
+            next_page = {"before": rows[-1]["id"]} \
+                if query.newest_first and query.after is None else {"after": rows[-1]["id"]}
         return {"records": rows, "next": next_page}
 
     @app.get("/api/records/<record_id:int>")
     def api_record(record_id: int) -> dict:
         record = store.record(record_id)
         if record is None:
-            bottle.abort(404, f"no record {record_id}")
+            raise bottle.HTTPError(404, f"no record {record_id}")
         return record
 
     @app.get("/api/options")
     def api_options() -> dict:
         return store.options()
 
+    @app.get("/api/systems")
+    def api_systems() -> dict:
+        return {"systems": store.systems()}
+
+    @app.get("/api/histogram")
+    def api_histogram() -> dict:
+        query = checked_query()
+        start, width = histogram.plan(query, time.time())
+        counts = guarded(store.level_counts, query, start, width, histogram.BUCKETS)
+        return {"start": start, "width": width, "groups": [g[0] for g in histogram.GROUPS],
+                "buckets": histogram.grouped(counts)}
+
+    @app.get("/api/export.<kind:re:csv|ndjson>")
+    def api_export(kind: str) -> Iterator[str]:
+        params = dict(bottle.request.query.decode().allitems())
+        limit = params.pop("limit", str(EXPORT_LIMIT))
+        try:
+            query = parse(params)
+            count = int(limit) if limit.isdigit() else -1
+            if not 1 <= count <= EXPORT_LIMIT:
+                raise QueryError(f"limit must be between 1 and {EXPORT_LIMIT} for exports")
+            rows = store.export(query, count)
+            first = next(rows, None)
+        except QueryError as error:
+            raise bottle.HTTPError(400, str(error)) from None
+        bottle.response.set_header("Content-Disposition",
+                                   f'attachment; filename="herald-records.{kind}"')
+        if kind == "csv":
+            bottle.response.content_type = "text/csv; charset=utf-8"
+            return export_csv(first, rows)
+        bottle.response.content_type = "application/x-ndjson"
+        return export_ndjson(first, rows)
+
+    @app.get("/api/openapi.json")
+    def openapi() -> bottle.HTTPResponse:
+        return bottle.static_file("openapi.json", root=str(HERE / "static"),
+                                  mimetype="application/json")
+
+    @app.get("/login")
+    def login_page() -> str:
+        return render("login", next=safe_next(bottle.request.query.get("next")), failed=False)
+
+    @app.post("/login")
+    def login() -> str:
+        name = bottle.request.forms.getunicode("name", "")
+        password = bottle.request.forms.getunicode("password", "")
+        target = safe_next(bottle.request.forms.getunicode("next"))
+        entry = access.users.get(name)
+        if entry is None or not auth.check_password(password, entry[1]):
+            log.warning("failed login for %r from %s", name[:40], bottle.request.remote_addr)
+            bottle.response.status = 403
+            return render("login", next=target, failed=True)
+        cookie = auth.make_session(access.secret, auth.Principal(name, entry[0]),
+                                   access.session_seconds, time.time())
+        bottle.response.set_cookie(auth.SESSION_COOKIE, cookie, httponly=True,
+                                   samesite="strict", path="/",
+                                   max_age=int(access.session_seconds))
+        bottle.redirect(target, 303)
+
+    @app.post("/logout")
+    def logout() -> None:
+        check_csrf()
+        bottle.response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        bottle.redirect("/login", 303)
+
+    def check_csrf() -> None:
+        cookie = bottle.request.get_cookie(auth.SESSION_COOKIE)
+        if not auth.csrf_ok(access.secret, cookie, bottle.request.forms.get("csrf")):
+            raise bottle.HTTPError(403, "missing or wrong CSRF token: reload the page")
+
+    def require_admin() -> auth.Principal:
+        user = bottle.request.environ.get("herald.user")
+        if not access.login:
+            raise bottle.HTTPError(403, "admin actions need [web] login = true")
+        if user is None or not user.admin:
+            raise bottle.HTTPError(403, "admin role needed")
+        return user
+
+    @app.get("/admin")
+    def admin_page() -> str:
+        require_admin()
+        return render("admin", message=bottle.request.query.getunicode("done", ""))
+
+    @app.post("/admin/purge")
+    def admin_purge() -> None:
+        user = require_admin()
+        check_csrf()
+        days = bottle.request.forms.get("days", "")
+        if not days.isdigit() or not 1 <= int(days) <= 36500:
+            raise bottle.HTTPError(400, "days must be a whole number from 1 to 36500")
+        assert purge is not None
+        deleted = purge(time.time() - int(days) * 86400)
+        log.warning("%s purged %d records older than %s days", user.name, deleted, days)
+        bottle.redirect("/admin?" + urlencode(
+            {"done": f"deleted {deleted} records older than {days} days"}), 303)
+
     @app.get("/static/<name:re:[a-z]+\\.(css|js)>")
     def static(name: str) -> bottle.HTTPResponse:
         return bottle.static_file(name, root=str(HERE / "static"))
 
     return app
+
+
+def export_csv(first: dict | None, rows: Iterator[dict]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("id", *COLUMNS))
+    for row in ([first] if first else []):
+        writer.writerow([row["id"], *(row[c] for c in COLUMNS)])
+    for row in rows:
+        writer.writerow([row["id"], *(row[c] for c in COLUMNS)])
+        if buffer.tell() > 65536:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def export_ndjson(first: dict | None, rows: Iterator[dict]) -> Iterator[str]:
+    if first is not None:
+        yield json.dumps(first, ensure_ascii=False) + "\n"
+    for row in rows:
+        yield json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def safe_next(target: str | None) -> str:
+    """Only local paths: a login must never bounce someone to another site."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
 
 
 def fmt_time(epoch: float | None) -> str:
@@ -204,17 +324,21 @@ def pretty_extra(text: str | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     import waitress
 
+    from appliance.purge import purge_older_than
+
     parser = argparse.ArgumentParser(prog="appliance web", description=__doc__)
     parser.add_argument("-c", "--config", required=True, help="path of appliance.ini")
     args = parser.parse_args(argv)
     config = config_module.load(args.config)
     setup_logging(config.appliance.log_level)
     db = config.writer.db
-    while not db.exists():  # the writer creates it; the web never writes
+    while not db.exists():  # the writer creates it; the web never creates it
         log.info("waiting for the writer to create %s", db)
         time.sleep(1)
-    app = make_app(RecordStore(db))
-    log.info("herald web on http://%s:%d/ reading %s", config.appliance.bind,
-             config.web.port, db)
+    access = Access(config.web, config.appliance.var_dir / "web.secret")
+    app = make_app(RecordStore(db), access,
+                   purge=lambda cutoff: purge_older_than(db, cutoff, config.writer.delete_batch))
+    log.info("herald web on http://%s:%d/ reading %s (login %s)", config.appliance.bind,
+             config.web.port, db, "on" if access.login else "off")
     waitress.serve(app, host=config.appliance.bind, port=config.web.port,
                    threads=config.web.threads, ident="herald")

@@ -15,7 +15,16 @@ import peewee as pw
 
 from appliance import config as config_module
 from appliance.errors import ApplianceError
-from appliance.models import Cursor, Record, database, index_rows_after, newest_id, open_database
+from appliance.models import (
+    Cursor,
+    Record,
+    database,
+    index_rows_after,
+    newest_id,
+    open_database,
+    update_facets_after,
+)
+from appliance.purge import OLDER_THAN, UP_TO_ID, delete_in_batches
 from appliance.record import COLUMNS, scrub
 from appliance.runtime import Every, StopFlag, setup_logging
 from appliance.subscriber import Shard, SubscriberLoop
@@ -71,6 +80,7 @@ class DatabaseSink:
                     inserted = self._insert(records)
                     if inserted:
                         index_rows_after(before)
+                        update_facets_after(before)
                     Cursor.insert(name=self.name, origin=origin, seq=last_seq).on_conflict(
                         conflict_target=[Cursor.name, Cursor.origin],
                         update={Cursor.seq: last_seq}).execute()
@@ -124,36 +134,22 @@ class DatabaseSink:
 
     def run_retention(self, now: float) -> int:
         """Delete rows past the keep time or over the row cap, a small batch per transaction."""
+        connection = database.connection()
         deleted = 0
         if self.keep > 0:
-            deleted += self._delete_batches(
-                "SELECT id FROM record WHERE received < ? ORDER BY received LIMIT ?",
-                now - self.keep)
+            deleted += delete_in_batches(connection, OLDER_THAN, now - self.keep,
+                                         self.delete_batch)
         if self.max_rows > 0:
             # Rows are deleted from the old end, so ids are nearly dense: the newest id minus
             # the cap is the cut, found without counting millions of rows (gaps only make it
             # keep slightly fewer rows than the cap).
             newest = newest_id()
             if newest > self.max_rows:
-                deleted += self._delete_batches(
-                    "SELECT id FROM record WHERE id <= ? ORDER BY id LIMIT ?",
-                    newest - self.max_rows)
+                deleted += delete_in_batches(connection, UP_TO_ID, newest - self.max_rows,
+                                             self.delete_batch)
         if deleted:
             log.info("%s: retention deleted %d records", self.name, deleted)
         return deleted
-
-    def _delete_batches(self, select_ids: str, bound: float) -> int:
-        """Delete the rows `select_ids` picks, delete_batch at a time, each its own short
-        transaction so readers and the other writers never wait long."""
-        deleted = 0
-        while True:
-            with database.atomic(lock_type="IMMEDIATE"):
-                count = database.execute_sql(
-                    f"DELETE FROM record WHERE id IN ({select_ids})",  # noqa: S608 - constant
-                    (bound, self.delete_batch)).rowcount
-            deleted += count
-            if count < self.delete_batch:
-                return deleted
 
 
 def _transient(error: BaseException | None) -> bool:

@@ -127,3 +127,37 @@ def test_bad_parameters_get_a_400_with_a_message(viewer, query):
     assert status == 400 and 'class="error"' in html and "Traceback" not in html
     status, _, body = get(viewer, f"/api/records?{query}")
     assert status == 400 and json.loads(body)["error"]
+
+
+def test_histogram_counts_the_filter_and_its_bars_narrow_the_range(viewer):
+    data = api(viewer, "/api/histogram?since=1h")
+    assert data["groups"] == ["debug/info", "warning", "error+"]
+    assert [sum(column) for column in zip(*data["buckets"], strict=True)] == [30, 1, 1]
+    assert sum(map(sum, api(viewer, "/api/histogram?since=1h&system_id=beta")["buckets"])) == 1
+    _, _, html = get(viewer, "/?since=1h&system_id=alpha")
+    assert '<svg id="histogram"' in html
+    bar = html.split('<a class="bar" href="/?', 1)[1].split('"', 1)[0]
+    narrowed = urllib.parse.parse_qs(bar.replace("&amp;", "&"))
+    assert narrowed["system_id"] == ["alpha"] and "until" in narrowed
+    assert float(narrowed["until"][0]) - float(narrowed["since"][0]) == pytest.approx(60, abs=1)
+
+
+def test_systems_page_summarises_each_system(viewer):
+    systems = {s["system_id"]: s for s in api(viewer, "/api/systems")["systems"]}
+    assert systems["alpha"]["hosts"] == ["host-a"] and systems["alpha"]["records"] == 30
+    assert systems["alpha"]["last_hour"] == 30 and systems["beta"]["errors_last_hour"] == 1
+    _, _, html = get(viewer, "/systems")
+    assert html.count('<tr class="system') == len(systems)
+    assert "&lt;script&gt;" in html and "<script>alert" not in html
+
+
+def test_exports_stream_the_filtered_records(viewer):
+    status, headers, body = get(viewer, "/api/export.csv?system_id=alpha")
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    lines = body.strip().splitlines()
+    assert lines[0].startswith("id,seq,origin,received") and len(lines) == 31
+    status, _, body = get(viewer, "/api/export.ndjson?q=paid&limit=5")
+    rows = [json.loads(line) for line in body.splitlines()]
+    assert status == 200 and len(rows) == 5 and all("paid" in r["message"] for r in rows)
+    assert get(viewer, "/api/export.csv?limit=100001")[0] == 400
+    assert get(viewer, "/api/openapi.json")[0] == 200

@@ -6,7 +6,17 @@
 <link rel="stylesheet" href="/static/app.css">
 </head>
 <body>
-<header><a href="/" class="brand">herald</a> <span class="where">{{title}}</span></header>
+<header>
+  <a href="/" class="brand">herald</a>
+  <nav class="top"><a href="/">records</a> <a href="/systems">systems</a>
+% if user is not None and user.admin:
+  <a href="/admin">admin</a>
+% end
+  </nav>
+% if user is not None:
+  <form class="logout" method="post" action="/logout"><input type="hidden" name="csrf" value="{{csrf}}"><span class="who">{{user.name}}</span> <button type="submit">log out</button></form>
+% end
+</header>
 <main>
 {{!base}}
 </main>

@@ -1,8 +1,12 @@
 % rebase("layout", title="records")
-% from urllib.parse import urlencode
 <form id="filters" method="get" action="/">
 % for name in fields:
   <label>{{name}} <input name="{{name}}" value="{{params.get(name, '')}}" list="options-{{name}}" autocomplete="off"></label>
+  <datalist id="options-{{name}}">
+%   for value in options.get(name, []):
+    <option value="{{value}}">
+%   end
+  </datalist>
 % end
   <label>level ≥ <select name="level">
     <option value="">any</option>
@@ -22,6 +26,8 @@
   <a href="/">reset</a>
   <label class="tail"><input type="checkbox" id="tail"> live tail</label>
 </form>
+<div class="chart">{{!chart}}</div>
+<p class="exports">export this filter: <a id="export-csv" href="/api/export.csv?{{urlencode(params)}}">CSV</a> · <a id="export-ndjson" href="/api/export.ndjson?{{urlencode(params)}}">NDJSON</a></p>
 <table id="records" data-query="{{urlencode(params)}}">
 <thead><tr>
   <th>received</th><th>created</th><th>level</th><th>system</th><th>host</th><th>sub-sub</th>

@@ -1,0 +1,147 @@
+"""Read-only queries of the herald DB for the web viewer and the CLI: pages of records, one
+record and its neighbours, filter options, per-system summaries, histogram counts, exports.
+
+One SQLite connection per server thread, opened read-only (WAL: it never blocks the writer).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from appliance.query import EQUALITY_FIELDS, Query, QueryError, build, fts_expression, where_clause
+
+AROUND = 10  # records shown before and after one on its detail page
+
+
+class RecordStore:
+    """Read-only access to the herald DB: one connection per server thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.uri = f"file:{path}?mode=ro"
+        self._local = threading.local()
+
+    def connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.uri, uri=True, timeout=10, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA query_only = 1")
+            self._local.db = db
+        return db
+
+    def rows(self, sql: str, params: list | tuple = ()) -> list[dict]:
+        return [dict(row) for row in self.connection().execute(sql, params)]
+
+    def check_search(self, text: str) -> None:
+        """Let FTS5 parse the search on its own, so its complaint becomes a 400 and any
+        other database error stays a 500."""
+        try:
+            self.connection().execute(
+                "SELECT rowid FROM record_fts WHERE record_fts MATCH ? LIMIT 1",
+                (fts_expression(text),)).fetchall()
+        except sqlite3.OperationalError as error:
+            raise QueryError(f"search syntax: {error} (words, \"a phrase\", prefix*, "
+                             "AND/OR/NOT, parentheses)") from None
+
+    def page(self, query: Query) -> tuple[list[dict], bool]:
+        """Up to query.limit records, newest first unless asked otherwise, and whether the
+        query has more beyond them."""
+        if query.text:
+            self.check_search(query.text)
+        sql, params = build(query)
+        rows = self.rows(sql, params)
+        more = len(rows) > query.limit
+        rows = rows[:query.limit]
+        if query.after is not None and query.newest_first:
+            rows.reverse()  # fetched upwards from the cursor, shown newest first
+        return rows, more
+
+    def record(self, record_id: int) -> dict | None:
+        rows = self.rows("SELECT * FROM record WHERE id = ?", (record_id,))
+        return rows[0] if rows else None
+
+    def around(self, record: dict) -> tuple[list[dict], list[dict]]:
+        same = "system_id IS ?"
+        before = self.rows(f"SELECT * FROM record WHERE {same} AND id < ? "  # noqa: S608
+                           "ORDER BY id DESC LIMIT ?", (record["system_id"], record["id"], AROUND))
+        after = self.rows(f"SELECT * FROM record WHERE {same} AND id > ? "  # noqa: S608
+                          "ORDER BY id ASC LIMIT ?", (record["system_id"], record["id"], AROUND))
+        return list(reversed(after)), before
+
+    def options(self) -> dict[str, list[str]]:
+        """Distinct values for the filter drop-downs, from the writer's facet table."""
+        found: dict[str, list[str]] = {name: [] for name in EQUALITY_FIELDS}
+        for row in self.rows("SELECT DISTINCT field, value FROM facet ORDER BY field, value"):
+            if row["field"] in found and len(found[row["field"]]) < 1000:
+                found[row["field"]].append(row["value"])
+        return found
+
+    def systems(self, now: float | None = None) -> list[dict]:
+        """Per system: hosts, last record, records and errors in the last hour, versions."""
+        now = time.time() if now is None else now
+        hour = now - 3600
+        summary: dict[str, dict] = {}
+        for row in self.rows("SELECT field, value, system_id, first_seen, last_seen, count "
+                             "FROM facet WHERE field IN ('system_id', 'sub_system_id', "
+                             "'package_version') ORDER BY system_id, first_seen"):
+            system = summary.setdefault(row["system_id"], {
+                "system_id": row["system_id"], "hosts": [], "versions": [], "last_seen": None,
+                "records": 0, "last_hour": 0, "errors_last_hour": 0})
+            if row["field"] == "system_id":
+                system["last_seen"], system["records"] = row["last_seen"], row["count"]
+            elif row["field"] == "sub_system_id":
+                system["hosts"].append(row["value"])
+            else:
+                system["versions"].append({"version": row["value"],
+                                           "first_seen": row["first_seen"]})
+        for row in self.rows("SELECT system_id, count(*) AS n, "
+                             "sum(levelno >= 40) AS errors FROM record "
+                             "WHERE received >= ? AND system_id IS NOT NULL "
+                             "GROUP BY system_id", (hour,)):
+            if row["system_id"] in summary:
+                summary[row["system_id"]]["last_hour"] = row["n"]
+                summary[row["system_id"]]["errors_last_hour"] = row["errors"]
+        return sorted((s for s in summary.values() if s["system_id"]),
+                      key=lambda s: s["system_id"])
+
+    def level_counts(self, query: Query, start: float, width: float,
+                     buckets: int) -> list[dict[int, int]]:
+        """Records per time bucket and level for the query's filters over [start, start +
+        buckets * width)."""
+        if query.text:
+            self.check_search(query.text)
+        where, params = where_clause(query)
+        where += ["received >= ?", "received < ?"]
+        params += [start, start + width * buckets]
+        counts: list[dict[int, int]] = [{} for _ in range(buckets)]
+        sql = (f"SELECT CAST((received - ?) / ? AS INTEGER) AS bucket, "  # noqa: S608
+               f"coalesce(levelno, 0) AS level, count(*) AS n FROM record "
+               f"WHERE {' AND '.join(where)} GROUP BY bucket, level")
+        for row in self.rows(sql, [start, width, *params]):
+            if 0 <= row["bucket"] < buckets:
+                counts[row["bucket"]][row["level"]] = row["n"]
+        return counts
+
+    def newest_received(self) -> float | None:
+        rows = self.rows("SELECT max(received) AS t FROM record")
+        return rows[0]["t"] if rows else None
+
+    def export(self, query: Query, limit: int) -> Iterator[dict]:
+        """Every record the query matches, newest first, at most `limit`, a page at a time."""
+        if query.text:
+            self.check_search(query.text)
+        sent, before = 0, query.before
+        while sent < limit:
+            page = Query(**{**query.__dict__, "before": before, "after": None,
+                            "limit": min(1000, limit - sent), "newest_first": True})
+            sql, params = build(page)
+            rows = self.rows(sql, params)[:page.limit]
+            if not rows:
+                return
+            yield from rows
+            sent += len(rows)
+            before = rows[-1]["id"]

@@ -1,0 +1,27 @@
+% rebase("layout", title="systems")
+<h1>Systems</h1>
+<table id="systems">
+<thead><tr><th>system</th><th>hosts</th><th>last record</th><th>records (all time)</th><th>last hour</th><th>errors last hour</th><th>package versions (first seen)</th><th>heartbeat</th></tr></thead>
+<tbody>
+% for s in systems:
+<tr class="system{{' has-errors' if s['errors_last_hour'] else ''}}">
+  <td class="name"><a href="/?{{urlencode({'system_id': s['system_id']})}}">{{s['system_id']}}</a></td>
+  <td class="hosts">{{', '.join(s['hosts'])}}</td>
+  <td class="last">{{fmt_time(s['last_seen'])}}</td>
+  <td class="records">{{s['records']}}</td>
+  <td class="last-hour">{{s['last_hour']}}</td>
+  <td class="errors"><a href="/?{{urlencode({'system_id': s['system_id'], 'level': 'ERROR', 'since': '1h'})}}">{{s['errors_last_hour']}}</a></td>
+  <td class="versions">
+%   for v in s['versions']:
+    <span class="version">{{v['version']}} ({{fmt_time(v['first_seen'])}})</span>
+%   end
+  </td>
+  <td class="heartbeat">—</td>
+</tr>
+% end
+</tbody>
+</table>
+% if not systems:
+<p id="empty">No systems have logged yet.</p>
+% end
+<p class="note">Heartbeat states appear here once neelix watches the systems.</p>
