@@ -20,8 +20,8 @@ from urllib.parse import urlencode
 
 import bottle
 
-from appliance import auth, histogram
 from appliance import config as config_module
+from appliance import histogram, web_access
 from appliance.query import EQUALITY_FIELDS, LEVELS, Query, QueryError, parse
 from appliance.record import COLUMNS
 from appliance.runtime import setup_logging
@@ -40,33 +40,9 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-OPEN_PATHS = ("/login", "/static/")
 
 
-class Access:
-    """Who may do what: login on or off, users, API tokens, the signing secret."""
-
-    def __init__(self, web: object, secret_path: Path) -> None:
-        self.login = web.login  # type: ignore[attr-defined]
-        self.users = web.users  # type: ignore[attr-defined]
-        self.tokens = {digest: auth.Principal(name, role)
-                       for name, (role, digest) in web.tokens.items()}  # type: ignore[attr-defined]
-        self.session_seconds = web.session  # type: ignore[attr-defined]
-        self.secret = auth.load_secret(secret_path)
-
-    def principal(self) -> auth.Principal | None:
-        header = bottle.request.get_header("Authorization", "")
-        if header.startswith("Bearer "):
-            return self.tokens.get(auth.token_digest(header[7:].strip()))
-        return auth.read_session(self.secret, bottle.request.get_cookie(auth.SESSION_COOKIE),
-                                 time.time())
-
-    def csrf(self) -> str:
-        cookie = bottle.request.get_cookie(auth.SESSION_COOKIE)
-        return auth.csrf_token(self.secret, cookie) if cookie else ""
-
-
-def make_app(store: RecordStore, access: Access,
+def make_app(store: RecordStore, access: web_access.Access,
              purge: Callable[[float], int] | None = None) -> bottle.Bottle:
     app = bottle.Bottle()
     lookup = [str(HERE / "templates")]
@@ -77,18 +53,7 @@ def make_app(store: RecordStore, access: Access,
                                user=bottle.request.environ.get("herald.user"),
                                csrf=access.csrf(), **values)
 
-    @app.hook("before_request")
-    def require_login() -> None:
-        path = bottle.request.path
-        user = access.principal()
-        bottle.request.environ["herald.user"] = user
-        if not access.login or user is not None or path.startswith(OPEN_PATHS):
-            return
-        if path.startswith("/api/"):
-            bottle.abort(401, "log in or send Authorization: Bearer <token>")
-        target = bottle.request.fullpath + ("?" + bottle.request.query_string
-                                            if bottle.request.query_string else "")
-        bottle.redirect("/login?" + urlencode({"next": target}), 303)
+    web_access.install(app, access, render, purge)
 
     @app.hook("after_request")
     def security_headers() -> None:
@@ -210,64 +175,6 @@ def make_app(store: RecordStore, access: Access,
         return bottle.static_file("openapi.json", root=str(HERE / "static"),
                                   mimetype="application/json")
 
-    @app.get("/login")
-    def login_page() -> str:
-        return render("login", next=safe_next(bottle.request.query.get("next")), failed=False)
-
-    @app.post("/login")
-    def login() -> str:
-        name = bottle.request.forms.getunicode("name", "")
-        password = bottle.request.forms.getunicode("password", "")
-        target = safe_next(bottle.request.forms.getunicode("next"))
-        entry = access.users.get(name)
-        if entry is None or not auth.check_password(password, entry[1]):
-            log.warning("failed login for %r from %s", name[:40], bottle.request.remote_addr)
-            bottle.response.status = 403
-            return render("login", next=target, failed=True)
-        cookie = auth.make_session(access.secret, auth.Principal(name, entry[0]),
-                                   access.session_seconds, time.time())
-        bottle.response.set_cookie(auth.SESSION_COOKIE, cookie, httponly=True,
-                                   samesite="strict", path="/",
-                                   max_age=int(access.session_seconds))
-        bottle.redirect(target, 303)
-
-    @app.post("/logout")
-    def logout() -> None:
-        check_csrf()
-        bottle.response.delete_cookie(auth.SESSION_COOKIE, path="/")
-        bottle.redirect("/login", 303)
-
-    def check_csrf() -> None:
-        cookie = bottle.request.get_cookie(auth.SESSION_COOKIE)
-        if not auth.csrf_ok(access.secret, cookie, bottle.request.forms.get("csrf")):
-            raise bottle.HTTPError(403, "missing or wrong CSRF token: reload the page")
-
-    def require_admin() -> auth.Principal:
-        user = bottle.request.environ.get("herald.user")
-        if not access.login:
-            raise bottle.HTTPError(403, "admin actions need [web] login = true")
-        if user is None or not user.admin:
-            raise bottle.HTTPError(403, "admin role needed")
-        return user
-
-    @app.get("/admin")
-    def admin_page() -> str:
-        require_admin()
-        return render("admin", message=bottle.request.query.getunicode("done", ""))
-
-    @app.post("/admin/purge")
-    def admin_purge() -> None:
-        user = require_admin()
-        check_csrf()
-        days = bottle.request.forms.get("days", "")
-        if not days.isdigit() or not 1 <= int(days) <= 36500:
-            raise bottle.HTTPError(400, "days must be a whole number from 1 to 36500")
-        assert purge is not None
-        deleted = purge(time.time() - int(days) * 86400)
-        log.warning("%s purged %d records older than %s days", user.name, deleted, days)
-        bottle.redirect("/admin?" + urlencode(
-            {"done": f"deleted {deleted} records older than {days} days"}), 303)
-
     @app.get("/static/<name:re:[a-z]+\\.(css|js)>")
     def static(name: str) -> bottle.HTTPResponse:
         return bottle.static_file(name, root=str(HERE / "static"))
@@ -295,13 +202,6 @@ def export_ndjson(first: dict | None, rows: Iterator[dict]) -> Iterator[str]:
         yield json.dumps(first, ensure_ascii=False) + "\n"
     for row in rows:
         yield json.dumps(row, ensure_ascii=False) + "\n"
-
-
-def safe_next(target: str | None) -> str:
-    """Only local paths: a login must never bounce someone to another site."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
 
 
 def fmt_time(epoch: float | None) -> str:
@@ -335,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     while not db.exists():  # the writer creates it; the web never creates it
         log.info("waiting for the writer to create %s", db)
         time.sleep(1)
-    access = Access(config.web, config.appliance.var_dir / "web.secret")
+    access = web_access.Access(config.web, config.appliance.var_dir / "web.secret")
     app = make_app(RecordStore(db), access,
                    purge=lambda cutoff: purge_older_than(db, cutoff, config.writer.delete_batch))
     log.info("herald web on http://%s:%d/ reading %s (login %s)", config.appliance.bind,
