@@ -175,6 +175,10 @@ def make_app(store: RecordStore, access: web_access.Access,
         return bottle.static_file("openapi.json", root=str(HERE / "static"),
                                   mimetype="application/json")
 
+    @app.get("/favicon.ico")
+    def favicon() -> bottle.HTTPResponse:
+        return bottle.HTTPResponse(status=204)
+
     @app.get("/static/<name:re:[a-z]+\\.(css|js)>")
     def static(name: str) -> bottle.HTTPResponse:
         return bottle.static_file(name, root=str(HERE / "static"))

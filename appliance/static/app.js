@@ -8,9 +8,14 @@
   var body = table.tBodies[0];
   var timer = null;
 
-  function topId() {
-    var first = body.querySelector("tr.record");
-    return first ? Number(first.dataset.id) : 0;
+  var oldestFirst = new URLSearchParams(table.dataset.query).get("order") === "oldest";
+
+  function newestId() {
+    var newest = 0;
+    body.querySelectorAll("tr.record").forEach(function (row) {
+      newest = Math.max(newest, Number(row.dataset.id));
+    });
+    return newest;
   }
 
   function cell(row, name, text) {
@@ -53,19 +58,28 @@
     var params = new URLSearchParams(table.dataset.query);
     params.delete("order");
     params.set("order", "oldest");
-    params.set("after", String(topId()));
+    params.set("after", String(newestId()));
     fetch("/api/records?" + params.toString(), {credentials: "same-origin"})
       .then(function (response) { return response.ok ? response.json() : {records: []}; })
       .then(function (data) {
-        data.records.forEach(function (r) { body.insertBefore(rowFor(r), body.firstChild); });
+        // The answer is oldest first: newest ends on top, or at the bottom of an
+        // oldest-first page.
+        data.records.forEach(function (r) {
+          if (oldestFirst) { body.appendChild(rowFor(r)); }
+          else { body.insertBefore(rowFor(r), body.firstChild); }
+        });
         var empty = document.getElementById("empty");
         if (empty && data.records.length) { empty.remove(); }
       })
       .catch(function () { /* the next tick tries again */ });
   }
 
-  box.addEventListener("change", function () {
-    if (box.checked) { poll(); timer = setInterval(poll, 1000); }
-    else { clearInterval(timer); timer = null; }
-  });
+  function follow() {
+    if (box.checked && timer === null) { poll(); timer = setInterval(poll, 1000); }
+    else if (!box.checked && timer !== null) { clearInterval(timer); timer = null; }
+  }
+
+  box.addEventListener("change", follow);
+  // Back/forward may restore the ticked box after this script ran: follow what it shows.
+  window.addEventListener("pageshow", follow);
 }());

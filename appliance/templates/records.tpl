@@ -24,7 +24,7 @@
   <label>rows <input name="limit" value="{{params.get('limit', '')}}" size="4" placeholder="100"></label>
   <button type="submit">Filter</button>
   <a href="/">reset</a>
-  <label class="tail"><input type="checkbox" id="tail"> live tail</label>
+  <label class="tail"><input type="checkbox" id="tail" autocomplete="off"> live tail</label>
 </form>
 <div class="chart">{{!chart}}</div>
 <p class="exports">export this filter: <a id="export-csv" href="/api/export.csv?{{urlencode(params)}}">CSV</a> · <a id="export-ndjson" href="/api/export.ndjson?{{urlencode(params)}}">NDJSON</a></p>
