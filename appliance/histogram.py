@@ -7,25 +7,33 @@ the SVG as markup, so this module is where escaping is decided).
 from __future__ import annotations
 
 import html
+import math
 import time
 from urllib.parse import urlencode
 
 from appliance.query import Query
 
 BUCKETS = 60
+HOUR = 3600.0
 DEFAULT_SPAN = 24 * 3600.0  # without `since`: the last day
 GROUPS = (("debug/info", 0, 29, "#8aa4c8"), ("warning", 30, 39, "#e0a030"),
           ("error+", 40, 1000, "#c83c3c"))
 WIDTH, HEIGHT = 900, 90
 
 
-def plan(query: Query, now: float) -> tuple[float, float]:
-    """(start, bucket width) covering the query's time range."""
+def plan(query: Query, now: float) -> tuple[float, float, int]:
+    """(start, bucket width, buckets) covering the query's time range. Buckets of an hour or
+    more start on whole hours, so they can be answered from the hourly counts."""
     end = query.until if query.until is not None else now
     start = query.since if query.since is not None else end - DEFAULT_SPAN
     if end <= start:
         end = start + 60
-    return start, max((end - start) / BUCKETS, 0.001)
+    width = max((end - start) / BUCKETS, 0.001)
+    if width < HOUR:
+        return start, width, BUCKETS
+    width = math.ceil(width / HOUR) * HOUR
+    start = math.floor(start / HOUR) * HOUR
+    return start, width, max(1, math.ceil((end - start) / width))
 
 
 def grouped(counts: list[dict[int, int]]) -> list[list[int]]:

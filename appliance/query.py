@@ -21,6 +21,8 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 PARAMETERS = frozenset({*EQUALITY_FIELDS, "level", "since", "until", "q", "order", "limit",
                         "before", "after", "tail"})
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+MATCH = "id IN (SELECT rowid FROM record_fts WHERE record_fts MATCH ?)"
+TIME_FIRST_MATCH = "+" + MATCH
 _FTS_SYNTAX = re.compile(r'["()*]|\b(?:AND|OR|NOT|NEAR)\b')
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -127,8 +129,10 @@ def build(query: Query, columns: str = "*") -> tuple[str, list]:
     return sql, [*params, query.limit + 1]
 
 
-def where_clause(query: Query) -> tuple[list[str], list]:
-    """The filter part, shared by the table, the histogram and exports."""
+def where_clause(query: Query, time_first: bool = False) -> tuple[list[str], list]:
+    """The filter part, shared by the table, the histogram and exports. `time_first` makes
+    SQLite walk a (short) time range and test each row against the search's matches, instead
+    of fetching every match of the whole history (`+id` hides the rowid from the planner)."""
     where: list[str] = []
     params: list = []
     for key, value in query.equals.items():
@@ -144,6 +148,6 @@ def where_clause(query: Query) -> tuple[list[str], list]:
         where.append("received < ?")
         params.append(query.until)
     if query.text:
-        where.append("id IN (SELECT rowid FROM record_fts WHERE record_fts MATCH ?)")
+        where.append(TIME_FIRST_MATCH if time_first else MATCH)
         params.append(fts_expression(query.text))
     return where, params

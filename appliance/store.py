@@ -52,6 +52,8 @@ class RecordStore:
         query has more beyond them."""
         if query.text:
             self.check_search(query.text)
+        if not self.can_match(query):
+            return [], False
         sql, params = build(query)
         rows = self.rows(sql, params)
         more = len(rows) > query.limit
@@ -74,11 +76,15 @@ class RecordStore:
 
     def options(self) -> dict[str, list[str]]:
         """Distinct values for the filter drop-downs, from the writer's facet table."""
-        found: dict[str, list[str]] = {name: [] for name in EQUALITY_FIELDS}
-        for row in self.rows("SELECT DISTINCT field, value FROM facet ORDER BY field, value"):
-            if row["field"] in found and len(found[row["field"]]) < 1000:
-                found[row["field"]].append(row["value"])
-        return found
+        return {name: [row["value"] for row in self.rows(
+            "SELECT DISTINCT value FROM facet WHERE field = ? ORDER BY value LIMIT 1000",
+            (name,))] for name in EQUALITY_FIELDS}
+
+    def can_match(self, query: Query) -> bool:
+        """False if an equality filter names a value never stored: answered from the facet
+        table instead of scanning a column that has no index."""
+        return all(self.rows("SELECT 1 FROM facet WHERE field = ? AND value = ? LIMIT 1",
+                             (name, value)) for name, value in query.equals.items())
 
     def systems(self, now: float | None = None) -> list[dict]:
         """Per system: hosts, last record, records and errors in the last hour, versions."""
@@ -98,10 +104,12 @@ class RecordStore:
             else:
                 system["versions"].append({"version": row["value"],
                                            "first_seen": row["first_seen"]})
+        # `+system_id` keeps the planner on the time index: the last hour is small, a
+        # system's whole history is not (1 s instead of 1 ms at 1M rows, measured).
         for row in self.rows("SELECT system_id, count(*) AS n, "
                              "sum(levelno >= 40) AS errors FROM record "
                              "WHERE received >= ? AND system_id IS NOT NULL "
-                             "GROUP BY system_id", (hour,)):
+                             "GROUP BY +system_id", (hour,)):
             if row["system_id"] in summary:
                 summary[row["system_id"]]["last_hour"] = row["n"]
                 summary[row["system_id"]]["errors_last_hour"] = row["errors"]
@@ -114,7 +122,12 @@ class RecordStore:
         buckets * width)."""
         if query.text:
             self.check_search(query.text)
-        where, params = where_clause(query)
+        if not self.can_match(query):
+            return [{} for _ in range(buckets)]
+        if width % 3600 == 0 and start % 3600 == 0 and not query.text \
+                and set(query.equals) <= {"system_id"}:
+            return self._hourly_counts(query, start, width, buckets)
+        where, params = where_clause(query, time_first=width * buckets <= 2 * 86400)
         where += ["received >= ?", "received < ?"]
         params += [start, start + width * buckets]
         counts: list[dict[int, int]] = [{} for _ in range(buckets)]
@@ -123,6 +136,26 @@ class RecordStore:
                f"WHERE {' AND '.join(where)} GROUP BY bucket, level")
         for row in self.rows(sql, [start, width, *params]):
             if 0 <= row["bucket"] < buckets:
+                counts[row["bucket"]][row["level"]] = row["n"]
+        return counts
+
+    def _hourly_counts(self, query: Query, start: float, width: float,
+                       buckets: int) -> list[dict[int, int]]:
+        """level_counts from the writer's hourly counts (filters: system, level, time)."""
+        where = ["hour >= ?", "hour < ?"]
+        params: list = [int(start // 3600), int((start + width * buckets) // 3600)]
+        if "system_id" in query.equals:
+            where.append("system_id = ?")
+            params.append(query.equals["system_id"])
+        if query.level is not None:
+            where.append("levelno >= ?")
+            params.append(query.level)
+        counts: list[dict[int, int]] = [{} for _ in range(buckets)]
+        sql = ("SELECT CAST((hour * 3600 - ?) / ? AS INTEGER) AS bucket, "  # noqa: S608
+               f"levelno AS level, sum(count) AS n FROM level_hour WHERE {' AND '.join(where)} "
+               "GROUP BY bucket, level")
+        for row in self.rows(sql, [start, width, *params]):
+            if 0 <= row["bucket"] < buckets and row["n"]:
                 counts[row["bucket"]][row["level"]] = row["n"]
         return counts
 

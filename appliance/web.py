@@ -97,8 +97,8 @@ def make_app(store: RecordStore, access: web_access.Access,
         query = checked_query()
         rows, more = guarded(store.page, query)
         params = {k: v for k, v in shown_params().items() if k not in ("before", "after")}
-        start, width = histogram.plan(query, time.time())
-        counts = guarded(store.level_counts, query, start, width, histogram.BUCKETS)
+        start, width, buckets = histogram.plan(query, time.time())
+        counts = guarded(store.level_counts, query, start, width, buckets)
         return render("records", rows=rows, more=more, query=query, params=params,
                       options=store.options(),
                       chart=histogram.svg(counts, start, width, params))
@@ -144,8 +144,8 @@ def make_app(store: RecordStore, access: web_access.Access,
     @app.get("/api/histogram")
     def api_histogram() -> dict:
         query = checked_query()
-        start, width = histogram.plan(query, time.time())
-        counts = guarded(store.level_counts, query, start, width, histogram.BUCKETS)
+        start, width, buckets = histogram.plan(query, time.time())
+        counts = guarded(store.level_counts, query, start, width, buckets)
         return {"start": start, "width": width, "groups": [g[0] for g in histogram.GROUPS],
                 "buckets": histogram.grouped(counts)}
 

@@ -18,11 +18,10 @@ from appliance.errors import ApplianceError
 from appliance.models import (
     Cursor,
     Record,
+    after_insert,
     database,
-    index_rows_after,
     newest_id,
     open_database,
-    update_facets_after,
 )
 from appliance.purge import OLDER_THAN, UP_TO_ID, delete_in_batches
 from appliance.record import COLUMNS, scrub
@@ -79,8 +78,7 @@ class DatabaseSink:
                     before = newest_id()
                     inserted = self._insert(records)
                     if inserted:
-                        index_rows_after(before)
-                        update_facets_after(before)
+                        after_insert(before)
                     Cursor.insert(name=self.name, origin=origin, seq=last_seq).on_conflict(
                         conflict_target=[Cursor.name, Cursor.origin],
                         update={Cursor.seq: last_seq}).execute()

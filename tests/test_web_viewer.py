@@ -140,6 +140,11 @@ def test_histogram_counts_the_filter_and_its_bars_narrow_the_range(viewer):
     narrowed = urllib.parse.parse_qs(bar.replace("&amp;", "&"))
     assert narrowed["system_id"] == ["alpha"] and "until" in narrowed
     assert float(narrowed["until"][0]) - float(narrowed["since"][0]) == pytest.approx(60, abs=1)
+    week = api(viewer, "/api/histogram?since=7d")  # hour-wide buckets, from hourly counts
+    assert week["width"] % 3600 == 0 and week["start"] % 3600 == 0
+    assert [sum(column) for column in zip(*week["buckets"], strict=True)] == [30, 1, 1]
+    errors = api(viewer, "/api/histogram?since=7d&level=ERROR&system_id=beta")["buckets"]
+    assert [sum(column) for column in zip(*errors, strict=True)] == [0, 0, 1]
 
 
 def test_systems_page_summarises_each_system(viewer):

@@ -190,3 +190,20 @@ def test_a_full_disk_stores_nothing_and_moves_no_cursor_until_it_has_room(db):
     database.execute_sql("PRAGMA max_page_count=1073741823")  # room again
     writer.apply([row(s, word="x" * 3000) for s in range(11, 211)], "o-1", 210)
     assert stored_seqs() == list(range(1, 211)) and writer.load_cursor("o-1") == 210
+
+
+def test_hourly_level_counts_follow_inserts_and_deletes(db):
+    writer = sink(keep=7 * DAY, delete_batch=10)
+    old = [row(s, received=NOW - 30 * DAY) for s in range(1, 4)]
+    new = [row(s, received=NOW - 60) for s in range(4, 9)]
+    new[0][INDEX["levelno"]], new[0][INDEX["levelname"]] = 40, "ERROR"
+    writer.apply(old + new, "o-1", 8)
+
+    def counts() -> dict:
+        return {(h, lvl): n for h, lvl, n in database.execute_sql(
+            "SELECT hour, levelno, count FROM level_hour WHERE count > 0").fetchall()}
+
+    old_hour, new_hour = int((NOW - 30 * DAY) // 3600), int((NOW - 60) // 3600)
+    assert counts() == {(old_hour, 20): 3, (new_hour, 20): 4, (new_hour, 40): 1}
+    writer.run_retention(NOW)
+    assert counts() == {(new_hour, 20): 4, (new_hour, 40): 1}
