@@ -6,6 +6,7 @@ One SQLite connection per server thread, opened read-only (WAL: it never blocks 
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -169,8 +170,8 @@ class RecordStore:
             self.check_search(query.text)
         sent, before = 0, query.before
         while sent < limit:
-            page = Query(**{**query.__dict__, "before": before, "after": None,
-                            "limit": min(1000, limit - sent), "newest_first": True})
+            page = dataclasses.replace(query, before=before, after=None,
+                                       limit=min(1000, limit - sent), newest_first=True)
             sql, params = build(page)
             rows = self.rows(sql, params)[:page.limit]
             if not rows:
