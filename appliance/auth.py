@@ -40,6 +40,10 @@ def hash_password(password: str, iterations: int = ITERATIONS) -> str:
             f"{base64.b64encode(digest).decode()}")
 
 
+# Checked against for unknown names, so a login takes as long whether the name exists or not.
+DUMMY_HASH = f"pbkdf2_sha256${ITERATIONS}${'A' * 22}==${'A' * 43}="
+
+
 def check_password(password: str, stored: str) -> bool:
     try:
         scheme, iterations, salt, digest = stored.split("$")
@@ -75,26 +79,43 @@ def _sign(secret: bytes, payload: bytes) -> str:
     return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
-def make_session(secret: bytes, user: Principal, seconds: float, now: float) -> str:
+def fingerprint(stored_hash: str) -> str:
+    """Changes when a user's password (or entry) changes, which ends their sessions."""
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Session:
+    user: Principal
+    fingerprint: str
+    nonce: str
+    expires: float
+
+
+def make_session(secret: bytes, user: Principal, stored_hash: str, seconds: float,
+                 now: float) -> str:
     payload = base64.urlsafe_b64encode(json.dumps(
         {"u": user.name, "r": user.role, "exp": int(now + seconds),
-         "n": secrets.token_hex(8)}).encode())
+         "f": fingerprint(stored_hash), "n": secrets.token_hex(8)}).encode())
     return f"{payload.decode()}.{_sign(secret, payload)}"
 
 
-def read_session(secret: bytes, cookie: str | None, now: float) -> Principal | None:
-    if not cookie or "." not in cookie:
+def read_session(secret: bytes, cookie: str | None, now: float) -> Session | None:
+    """The signed session in a cookie, if genuine and not expired."""
+    if not cookie or "." not in cookie or not cookie.isascii():
         return None
     payload, signature = cookie.rsplit(".", 1)
-    if not hmac.compare_digest(_sign(secret, payload.encode()), signature):
+    if not hmac.compare_digest(_sign(secret, payload.encode()).encode(), signature.encode()):
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(payload.encode()))
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("exp", 0) < now or data.get("r") not in ROLES:
+    if not isinstance(data, dict) or not isinstance(data.get("exp"), int) \
+            or data["exp"] < now or data.get("r") not in ROLES:
         return None
-    return Principal(str(data["u"]), data["r"])
+    return Session(Principal(str(data.get("u")), data["r"]), str(data.get("f")),
+                   str(data.get("n")), float(data["exp"]))
 
 
 def csrf_token(secret: bytes, cookie: str) -> str:
@@ -103,7 +124,10 @@ def csrf_token(secret: bytes, cookie: str) -> str:
 
 
 def csrf_ok(secret: bytes, cookie: str | None, token: str | None) -> bool:
-    return bool(cookie and token) and hmac.compare_digest(csrf_token(secret, cookie), token)
+    if not cookie or not token:
+        return False
+    return hmac.compare_digest(csrf_token(secret, cookie).encode(),
+                               token.encode("utf-8", "replace"))
 
 
 def passwd_main(argv: list[str] | None = None) -> None:

@@ -97,6 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("web", "tokens", c.credentials, "", "API tokens as name:role:sha256-hex-of-token "
       "(`appliance passwd` prints a fresh token and its line with --token)"),
     S("web", "session", c.at_least(c.duration, 60.0, "1m"), "12h", "how long a login lasts"),
+    S("web", "hosts", c.word_list, "", "host names the viewer answers to (Host header); "
+      "default: loopback names when bound to loopback, else any"),
 )
 
 _BY_KEY = {(s.section, s.key): s for s in SETTINGS}

@@ -134,3 +134,8 @@ def credentials(text: str) -> dict[str, tuple[str, str]]:
                              "(make one with `appliance passwd NAME --role ROLE`)")
         found[name] = (role, secret)
     return found
+
+
+def word_list(text: str) -> list[str]:
+    """Comma- or space-separated words."""
+    return [word for word in re.split(r"[\s,]+", text.strip()) if word]

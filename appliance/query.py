@@ -18,9 +18,11 @@ from appliance.record import FILTER_FIELDS
 EQUALITY_FIELDS = FILTER_FIELDS
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+MAX_SEARCH = 1000  # characters of a full-text search
 PARAMETERS = frozenset({*EQUALITY_FIELDS, "level", "since", "until", "q", "order", "limit",
                         "before", "after", "tail"})
-_RELATIVE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_RELATIVE = re.compile(r"^\s*(\d{1,9})\s*(s|m|h|d|w)\s*$")
 MATCH = "id IN (SELECT rowid FROM record_fts WHERE record_fts MATCH ?)"
 TIME_FIRST_MATCH = "+" + MATCH
 _FTS_SYNTAX = re.compile(r'["()*]|\b(?:AND|OR|NOT|NEAR)\b')
@@ -62,12 +64,18 @@ def parse(params: Mapping[str, str], now: float | None = None) -> Query:
         level=_level(given["level"]) if "level" in given else None,
         since=_time(given["since"], now, "since") if "since" in given else None,
         until=_time(given["until"], now, "until") if "until" in given else None,
-        text=given.get("q"),
+        text=_search(given.get("q")),
         newest_first=order == "newest",
         limit=_bounded_int(given.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT),
-        before=_bounded_int(given["before"], "before", 1, 2**63) if "before" in given else None,
-        after=_bounded_int(given["after"], "after", 0, 2**63) if "after" in given else None,
+        before=_bounded_int(given["before"], "before", 1, MAX_ID) if "before" in given else None,
+        after=_bounded_int(given["after"], "after", 0, MAX_ID) if "after" in given else None,
     )
+
+
+def _search(text: str | None) -> str | None:
+    if text is not None and len(text) > MAX_SEARCH:
+        raise QueryError(f"a search may have at most {MAX_SEARCH} characters")
+    return text
 
 
 def _level(text: str) -> int:
@@ -114,7 +122,9 @@ def fts_expression(text: str) -> str:
 
 def build(query: Query, columns: str = "*") -> tuple[str, list]:
     """One SELECT over `record` for the query: filters, keyset bound, order, limit+1 rows (the
-    extra row tells whether another page exists)."""
+    extra row tells whether another page exists). It reads away from the cursor: downwards
+    from `before`, upwards from `after`; `fetches_descending` says which, so the caller can
+    show the rows in the order asked for."""
     where, params = where_clause(query)
     if query.before is not None:
         where.append("id < ?")
@@ -123,10 +133,17 @@ def build(query: Query, columns: str = "*") -> tuple[str, list]:
         where.append("id > ?")
         params.append(query.after)
     # Keyset on id (the order records were stored in): no OFFSET scans, stable pages.
-    descending = query.newest_first if query.after is None else False
     sql = (f"SELECT {columns} FROM record WHERE {' AND '.join(where) or '1'} "  # noqa: S608
-           f"ORDER BY id {'DESC' if descending else 'ASC'} LIMIT ?")
+           f"ORDER BY id {'DESC' if fetches_descending(query) else 'ASC'} LIMIT ?")
     return sql, [*params, query.limit + 1]
+
+
+def fetches_descending(query: Query) -> bool:
+    if query.before is not None:
+        return True
+    if query.after is not None:
+        return False
+    return query.newest_first
 
 
 def where_clause(query: Query, time_first: bool = False) -> tuple[list[str], list]:

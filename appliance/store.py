@@ -7,15 +7,25 @@ One SQLite connection per server thread, opened read-only (WAL: it never blocks 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from appliance.query import EQUALITY_FIELDS, Query, QueryError, build, fts_expression, where_clause
+from appliance.query import (
+    EQUALITY_FIELDS,
+    Query,
+    QueryError,
+    build,
+    fetches_descending,
+    fts_expression,
+    where_clause,
+)
 
 AROUND = 10  # records shown before and after one on its detail page
+HOUR = 3600
 
 
 class RecordStore:
@@ -57,10 +67,10 @@ class RecordStore:
             return [], False
         sql, params = build(query)
         rows = self.rows(sql, params)
-        more = len(rows) > query.limit
+        more = len(rows) > query.limit  # more beyond, in the direction read
         rows = rows[:query.limit]
-        if query.after is not None and query.newest_first:
-            rows.reverse()  # fetched upwards from the cursor, shown newest first
+        if fetches_descending(query) != query.newest_first:
+            rows.reverse()  # read away from the cursor, shown in the order asked for
         return rows, more
 
     def record(self, record_id: int) -> dict | None:
@@ -119,46 +129,61 @@ class RecordStore:
 
     def level_counts(self, query: Query, start: float, width: float,
                      buckets: int) -> list[dict[int, int]]:
-        """Records per time bucket and level for the query's filters over [start, start +
-        buckets * width)."""
+        """Records per time bucket and level for the query's filters, over the buckets from
+        `start` clipped to the query's own since/until."""
         if query.text:
             self.check_search(query.text)
-        if not self.can_match(query):
-            return [{} for _ in range(buckets)]
-        if width % 3600 == 0 and start % 3600 == 0 and not query.text \
-                and set(query.equals) <= {"system_id"}:
-            return self._hourly_counts(query, start, width, buckets)
-        where, params = where_clause(query, time_first=width * buckets <= 2 * 86400)
-        where += ["received >= ?", "received < ?"]
-        params += [start, start + width * buckets]
         counts: list[dict[int, int]] = [{} for _ in range(buckets)]
+        if not self.can_match(query):
+            return counts
+        low = start if query.since is None else max(start, query.since)
+        high = start + width * buckets
+        if query.until is not None:
+            high = min(high, query.until)
+        hourly = width % HOUR == 0 and start % HOUR == 0 and not query.text \
+            and set(query.equals) <= {"system_id"}
+        first, last = math.ceil(low / HOUR) * HOUR, math.floor(high / HOUR) * HOUR
+        if hourly and first < last:
+            # Whole hours from the writer's hourly counts; the ragged ends from the records.
+            self._add_hourly(counts, query, start, width, first, last)
+            self._add_records(counts, query, start, width, low, first)
+            self._add_records(counts, query, start, width, last, high)
+        else:
+            self._add_records(counts, query, start, width, low, high)
+        return counts
+
+    def _add_records(self, counts: list[dict[int, int]], query: Query, start: float,
+                     width: float, low: float, high: float) -> None:
+        if low >= high:
+            return
+        where, params = where_clause(query, time_first=high - low <= 2 * 86400)
+        where += ["received >= ?", "received < ?"]
         sql = (f"SELECT CAST((received - ?) / ? AS INTEGER) AS bucket, "  # noqa: S608
                f"coalesce(levelno, 0) AS level, count(*) AS n FROM record "
                f"WHERE {' AND '.join(where)} GROUP BY bucket, level")
-        for row in self.rows(sql, [start, width, *params]):
-            if 0 <= row["bucket"] < buckets:
-                counts[row["bucket"]][row["level"]] = row["n"]
-        return counts
+        self._add(counts, self.rows(sql, [start, width, *params, low, high]))
 
-    def _hourly_counts(self, query: Query, start: float, width: float,
-                       buckets: int) -> list[dict[int, int]]:
-        """level_counts from the writer's hourly counts (filters: system, level, time)."""
+    def _add_hourly(self, counts: list[dict[int, int]], query: Query, start: float,
+                    width: float, low: float, high: float) -> None:
         where = ["hour >= ?", "hour < ?"]
-        params: list = [int(start // 3600), int((start + width * buckets) // 3600)]
+        params: list = [int(low // HOUR), int(high // HOUR)]
         if "system_id" in query.equals:
             where.append("system_id = ?")
             params.append(query.equals["system_id"])
         if query.level is not None:
             where.append("levelno >= ?")
             params.append(query.level)
-        counts: list[dict[int, int]] = [{} for _ in range(buckets)]
         sql = ("SELECT CAST((hour * 3600 - ?) / ? AS INTEGER) AS bucket, "  # noqa: S608
                f"levelno AS level, sum(count) AS n FROM level_hour WHERE {' AND '.join(where)} "
                "GROUP BY bucket, level")
-        for row in self.rows(sql, [start, width, *params]):
-            if 0 <= row["bucket"] < buckets and row["n"]:
-                counts[row["bucket"]][row["level"]] = row["n"]
-        return counts
+        self._add(counts, self.rows(sql, [start, width, *params]))
+
+    @staticmethod
+    def _add(counts: list[dict[int, int]], rows: list[dict]) -> None:
+        for row in rows:
+            if 0 <= row["bucket"] < len(counts) and row["n"]:
+                bucket = counts[row["bucket"]]
+                bucket[row["level"]] = bucket.get(row["level"], 0) + row["n"]
 
     def newest_received(self) -> float | None:
         rows = self.rows("SELECT max(received) AS t FROM record")

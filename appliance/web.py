@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,15 @@ import bottle
 
 from appliance import config as config_module
 from appliance import histogram, web_access
-from appliance.query import EQUALITY_FIELDS, LEVELS, Query, QueryError, parse
+from appliance.query import (
+    EQUALITY_FIELDS,
+    LEVELS,
+    MAX_ID,
+    Query,
+    QueryError,
+    fetches_descending,
+    parse,
+)
 from appliance.record import COLUMNS
 from appliance.runtime import setup_logging
 from appliance.store import RecordStore
@@ -74,7 +83,7 @@ def make_app(store: RecordStore, access: web_access.Access,
             return json.dumps({"error": message})
         return render("error", status=error.status_line, message=message)
 
-    for status in (400, 401, 403, 404, 405, 500):
+    for status in (400, 401, 403, 404, 405, 409, 421, 429, 500):
         app.error(status)(error_page)
 
     def checked_query() -> Query:
@@ -97,15 +106,17 @@ def make_app(store: RecordStore, access: web_access.Access,
         query = checked_query()
         rows, more = guarded(store.page, query)
         params = {k: v for k, v in shown_params().items() if k not in ("before", "after")}
+        older, newer = page_links(query, rows, more)
         start, width, buckets = histogram.plan(query, time.time())
         counts = guarded(store.level_counts, query, start, width, buckets)
-        return render("records", rows=rows, more=more, query=query, params=params,
+        return render("records", rows=rows, older=older, newer=newer, query=query,
+                      params=params,
                       options=store.options(),
                       chart=histogram.svg(counts, start, width, params))
 
     @app.get("/record/<record_id:int>")
     def record_page(record_id: int) -> str:
-        record = store.record(record_id)
+        record = store.record(record_id) if record_id <= MAX_ID else None
         if record is None:
             raise bottle.HTTPError(404, f"no record {record_id}")
         newer, older = store.around(record)
@@ -121,14 +132,15 @@ def make_app(store: RecordStore, access: web_access.Access,
         query = checked_query()
         rows, more = guarded(store.page, query)
         next_page = None
-        if more and rows:
-            next_page = {"before": rows[-1]["id"]} \
-                if query.newest_first and query.after is None else {"after": rows[-1]["id"]}
+        if more and rows:  # the next page in the direction this one was read
+            ids = [row["id"] for row in rows]
+            next_page = {"before": min(ids)} if fetches_descending(query) \
+                else {"after": max(ids)}
         return {"records": rows, "next": next_page}
 
     @app.get("/api/records/<record_id:int>")
     def api_record(record_id: int) -> dict:
-        record = store.record(record_id)
+        record = store.record(record_id) if record_id <= MAX_ID else None
         if record is None:
             raise bottle.HTTPError(404, f"no record {record_id}")
         return record
@@ -155,7 +167,7 @@ def make_app(store: RecordStore, access: web_access.Access,
         limit = params.pop("limit", str(EXPORT_LIMIT))
         try:
             query = parse(params)
-            count = int(limit) if limit.isdigit() else -1
+            count = int(limit) if re.fullmatch(r"[0-9]{1,7}", limit) else -1
             if not 1 <= count <= EXPORT_LIMIT:
                 raise QueryError(f"limit must be between 1 and {EXPORT_LIMIT} for exports")
             rows = store.export(query, count)
@@ -186,14 +198,36 @@ def make_app(store: RecordStore, access: web_access.Access,
     return app
 
 
+def page_links(query: Query, rows: list[dict], more: bool) -> tuple[int | None, int | None]:
+    """The cursors of the older (before=) and newer (after=) pages, None where nothing lies:
+    `more` speaks of the direction the page was read in; a cursor means the other side has
+    records too."""
+    if not rows:  # past the end: offer the way back
+        return (query.after + 1 if query.after is not None else None,
+                query.before - 1 if query.before is not None else None)
+    ids = [row["id"] for row in rows]
+    down = fetches_descending(query)
+    cursor = query.before is not None or query.after is not None
+    older = min(ids) if (more if down else cursor) else None
+    newer = max(ids) if (cursor if down else more) else None
+    return older, newer
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell starting like a formula would run in a spreadsheet: make it plain text."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def export_csv(first: dict | None, rows: Iterator[dict]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(("id", *COLUMNS))
     for row in ([first] if first else []):
-        writer.writerow([row["id"], *(row[c] for c in COLUMNS)])
+        writer.writerow([row["id"], *(spreadsheet_safe(row[c]) for c in COLUMNS)])
     for row in rows:
-        writer.writerow([row["id"], *(row[c] for c in COLUMNS)])
+        writer.writerow([row["id"], *(spreadsheet_safe(row[c]) for c in COLUMNS)])
         if buffer.tell() > 65536:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -239,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     while not db.exists():  # the writer creates it; the web never creates it
         log.info("waiting for the writer to create %s", db)
         time.sleep(1)
-    access = web_access.Access(config.web, config.appliance.var_dir / "web.secret")
+    access = web_access.Access(config.web, config.appliance.var_dir / "web.secret",
+                               config.appliance.bind)
     app = make_app(RecordStore(db), access,
                    purge=lambda cutoff: purge_older_than(db, cutoff, config.writer.delete_batch))
     log.info("herald web on http://%s:%d/ reading %s (login %s)", config.appliance.bind,

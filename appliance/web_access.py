@@ -5,10 +5,12 @@ the admin purge. Installed on the bottle app by web.py; the crypto lives in auth
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import bottle
 
@@ -17,34 +19,93 @@ from appliance import auth
 log = logging.getLogger("appliance.web")
 
 OPEN_PATHS = ("/login", "/static/")
+LOGIN_FAILURES, LOGIN_WINDOW = 5, 300.0  # failed logins per address before a pause
 
 
 class Access:
-    """Who may do what: login on or off, users, API tokens, the signing secret."""
+    """Who may do what: login on or off, users, API tokens, the signing secret, and the
+    sessions ended by logout (kept in memory: a restart forgets them; deleting var/web.secret
+    ends every session)."""
 
-    def __init__(self, web: object, secret_path: Path) -> None:
+    def __init__(self, web: object, secret_path: Path, bind: str) -> None:
         self.login = web.login  # type: ignore[attr-defined]
         self.users = web.users  # type: ignore[attr-defined]
         self.tokens = {digest: auth.Principal(name, role)
                        for name, (role, digest) in web.tokens.items()}  # type: ignore[attr-defined]
         self.session_seconds = web.session  # type: ignore[attr-defined]
         self.secret = auth.load_secret(secret_path)
+        self.hosts = allowed_hosts(web.hosts, bind)  # type: ignore[attr-defined]
+        self.ended: dict[str, float] = {}  # nonce → expiry
+        self.failures: dict[str, list[float]] = {}  # remote address → recent failed logins
+        self.lock = threading.Lock()
 
     def principal(self) -> auth.Principal | None:
         header = bottle.request.get_header("Authorization", "")
         if header.startswith("Bearer "):
             return self.tokens.get(auth.token_digest(header[7:].strip()))
-        return auth.read_session(self.secret, bottle.request.get_cookie(auth.SESSION_COOKIE),
-                                 time.time())
+        session = auth.read_session(
+            self.secret, bottle.request.get_cookie(auth.SESSION_COOKIE), time.time())
+        if session is None or session.nonce in self.ended:
+            return None
+        entry = self.users.get(session.user.name)
+        # A user removed, given another role or a new password is logged out at once.
+        if entry is None or entry[0] != session.user.role \
+                or auth.fingerprint(entry[1]) != session.fingerprint:
+            return None
+        return session.user
+
+    def end_session(self) -> None:
+        session = auth.read_session(
+            self.secret, bottle.request.get_cookie(auth.SESSION_COOKIE), time.time())
+        if session is not None:
+            with self.lock:
+                now = time.time()
+                self.ended = {n: t for n, t in self.ended.items() if t > now}
+                self.ended[session.nonce] = session.expires
+
+    def throttled(self, address: str) -> bool:
+        """More than LOGIN_FAILURES failed logins from one address in LOGIN_WINDOW."""
+        now = time.time()
+        with self.lock:
+            recent = [t for t in self.failures.get(address, []) if now - t < LOGIN_WINDOW]
+            self.failures[address] = recent
+            return len(recent) >= LOGIN_FAILURES
+
+    def failed(self, address: str) -> None:
+        with self.lock:
+            if len(self.failures) > 10000:
+                self.failures.clear()
+            self.failures.setdefault(address, []).append(time.time())
 
     def csrf(self) -> str:
         cookie = bottle.request.get_cookie(auth.SESSION_COOKIE)
         return auth.csrf_token(self.secret, cookie) if cookie else ""
 
 
+def allowed_hosts(configured: list[str], bind: str) -> frozenset[str] | None:
+    """Host names the viewer answers to. Bound to loopback, a page on another site cannot
+    reach it through DNS rebinding, since its Host header names that site. None: any."""
+    if configured:
+        return frozenset(host.lower() for host in configured)
+    if bind in ("127.0.0.1", "::1"):
+        return frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+    return None
+
+
+def request_host() -> str:
+    host = bottle.request.get_header("Host", "").lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def safe_next(target: str | None) -> str:
-    """Only local paths: a login must never bounce someone to another site."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site: a login must never send someone elsewhere (urljoin drops
+    tabs and newlines, so '/\t/evil' would become '//evil')."""
+    if not target or any(ord(c) < 0x21 or c in "\\\x7f" for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"
     return target
 
@@ -55,6 +116,9 @@ def install(app: bottle.Bottle, access: Access, render: Callable[..., str],
 
     @app.hook("before_request")
     def require_login() -> None:
+        if access.hosts is not None and request_host() not in access.hosts:
+            raise bottle.HTTPError(421, "this viewer does not answer to that host name "
+                                        "([web] hosts)")
         path = bottle.request.path
         user = access.principal()
         bottle.request.environ["herald.user"] = user
@@ -75,12 +139,19 @@ def install(app: bottle.Bottle, access: Access, render: Callable[..., str],
         name = bottle.request.forms.getunicode("name", "")
         password = bottle.request.forms.getunicode("password", "")
         target = safe_next(bottle.request.forms.getunicode("next"))
+        address = bottle.request.remote_addr or "?"
+        if access.throttled(address):
+            bottle.response.status = 429
+            return render("login", next=target, failed=True)
         entry = access.users.get(name)
-        if entry is None or not auth.check_password(password, entry[1]):
-            log.warning("failed login for %r from %s", name[:40], bottle.request.remote_addr)
+        # Unknown names cost a hash too: the answer's timing tells nothing.
+        valid = auth.check_password(password, entry[1] if entry else auth.DUMMY_HASH)
+        if entry is None or not valid:
+            access.failed(address)
+            log.warning("failed login for %r from %s", name[:40], address)
             bottle.response.status = 403
             return render("login", next=target, failed=True)
-        cookie = auth.make_session(access.secret, auth.Principal(name, entry[0]),
+        cookie = auth.make_session(access.secret, auth.Principal(name, entry[0]), entry[1],
                                    access.session_seconds, time.time())
         bottle.response.set_cookie(auth.SESSION_COOKIE, cookie, httponly=True,
                                    samesite="strict", path="/",
@@ -90,6 +161,7 @@ def install(app: bottle.Bottle, access: Access, render: Callable[..., str],
     @app.post("/logout")
     def logout() -> None:
         check_csrf()
+        access.end_session()
         bottle.response.delete_cookie(auth.SESSION_COOKIE, path="/")
         bottle.redirect("/login", 303)
 
@@ -109,17 +181,27 @@ def install(app: bottle.Bottle, access: Access, render: Callable[..., str],
     @app.get("/admin")
     def admin_page() -> str:
         require_admin()
-        return render("admin", message=bottle.request.query.getunicode("done", ""))
+        deleted, days = (bottle.request.query.get(k, "") for k in ("deleted", "days"))
+        message = (f"Deleted {int(deleted)} records older than {int(days)} days."
+                   if re.fullmatch(r"[0-9]{1,12}", deleted) and re.fullmatch(r"[0-9]{1,5}", days)
+                   else "")
+        return render("admin", message=message)
+
+    purging = threading.Lock()
 
     @app.post("/admin/purge")
     def admin_purge() -> None:
         user = require_admin()
         check_csrf()
         days = bottle.request.forms.get("days", "")
-        if not days.isdigit() or not 1 <= int(days) <= 36500:
+        if not re.fullmatch(r"[0-9]{1,5}", days) or not 1 <= int(days) <= 36500:
             raise bottle.HTTPError(400, "days must be a whole number from 1 to 36500")
         assert purge is not None
-        deleted = purge(time.time() - int(days) * 86400)
+        if not purging.acquire(blocking=False):
+            raise bottle.HTTPError(409, "a purge is already running")
+        try:
+            deleted = purge(time.time() - int(days) * 86400)
+        finally:
+            purging.release()
         log.warning("%s purged %d records older than %s days", user.name, deleted, days)
-        bottle.redirect("/admin?" + urlencode(
-            {"done": f"deleted {deleted} records older than {days} days"}), 303)
+        bottle.redirect("/admin?" + urlencode({"deleted": deleted, "days": days}), 303)

@@ -111,6 +111,34 @@ def test_purge_needs_post_csrf_and_admin(secured):
     assert inst.count() == before
     # the records are minutes old: purging those older than a day keeps them all
     status, headers, _ = ada.call("/admin/purge", {"days": "1", "csrf": ada.csrf()})
-    assert status == 303 and "deleted+0+records" in headers["Location"]
+    assert status == 303 and headers["Location"].endswith("/admin?deleted=0&days=1")
+    assert "Deleted 0 records older than 1 days." in ada.call("/admin?deleted=0&days=1")[2]
     assert inst.count() == before
-    assert ada.call("/logout", {"csrf": ada.csrf()})[0] == 303
+
+
+def test_logout_ends_the_session_even_for_a_copied_cookie(secured):
+    _, base, _ = secured
+    ada = Browser(base)
+    assert ada.login("ada") == 303
+    copied = [cookie.value for cookie in ada.jar][0]
+    thief = {"Cookie": f"herald_session={copied}"}
+    assert Browser(base).call("/", headers=thief)[0] == 200
+    assert ada.call("/logout", {"csrf": ada.csrf("/")})[0] == 303
+    assert Browser(base).call("/", headers=thief)[0] == 303  # back to the login page
+
+
+def test_login_sends_nobody_elsewhere_and_slows_guessing(secured):
+    _, base, _ = secured
+    for target in ("//evil.example/", "/\t/evil.example", "/\n/evil.example",
+                   "https://evil.example/", "/\\evil.example"):
+        user = Browser(base)
+        status, headers, _ = user.call("/login", {"name": "vic", "password": PASSWORD,
+                                                  "next": target})
+        assert status == 303 and headers["Location"].endswith("127.0.0.1:"
+                                                               + base.rsplit(":", 1)[1] + "/")
+    assert Browser(base).call("/", headers={"Host": "attacker.example"})[0] == 421
+    guesser = Browser(base)  # same address as the other tests: some failures are counted
+    statuses = [guesser.login("nobody", "guess") for _ in range(6)]
+    paused = statuses.index(429)
+    assert set(statuses[:paused]) == {403} and set(statuses[paused:]) == {429}
+    assert guesser.login("vic") == 429  # paused, even with the right password

@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from appliance.web import spreadsheet_safe
 from support import Instance, wait_until
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
@@ -166,3 +167,55 @@ def test_exports_stream_the_filtered_records(viewer):
     assert status == 200 and len(rows) == 5 and all("paid" in r["message"] for r in rows)
     assert get(viewer, "/api/export.csv?limit=100001")[0] == 400
     assert get(viewer, "/api/openapi.json")[0] == 200
+
+
+def test_pages_move_both_ways_in_either_order(viewer):
+    everything = [r["id"] for r in api(viewer, "/api/records?limit=1000")["records"]]
+
+    def walk(path: str, link: str) -> list[int]:
+        seen = []
+        while path:
+            html = get(viewer, path)[2]
+            seen += [int(part.split('"')[0]) for part in html.split('data-id="')[1:]]
+            found = html.split(f'id="{link}" href="', 1)
+            path = found[1].split('"', 1)[0].replace("&amp;", "&") if len(found) > 1 else None
+        return seen
+
+    assert walk("/?limit=7", "older") == everything
+    assert walk("/?limit=7&order=oldest", "newer") == everything[::-1]
+    # oldest first, walking back from the newest end: each page ascending, pages descending
+    ascending = everything[::-1]
+    back = walk(f"/?limit=7&order=oldest&before={everything[0] + 1}", "older")
+    assert back == [i for n in range(len(ascending), 0, -7)
+                    for i in ascending[max(0, n - 7):n]]
+    page = api(viewer, f"/api/records?limit=5&after={everything[-1]}")
+    assert [r["id"] for r in page["records"]] == everything[-6:-1]
+    assert page["next"] == {"after": everything[-6]}
+
+
+def test_csv_cells_that_look_like_formulas_stay_text():
+    assert [spreadsheet_safe(v) for v in ("=HYPERLINK(1)", "+1", "-x", "@A1", "ok", 3)] == \
+        ["'=HYPERLINK(1)", "'+1", "'-x", "'@A1", "ok", 3]
+
+
+def test_hostile_numbers_are_refused_cleanly(viewer):
+    assert get(viewer, "/record/99999999999999999999")[0] == 404
+    assert get(viewer, "/api/records/99999999999999999999")[0] == 404
+    for query in ("before=9223372036854775808", f"since={'9' * 400}s", "limit=%C2%B2",
+                  "q=" + "a" * 1001):
+        assert get(viewer, f"/api/records?{query}")[0] == 400, query
+    assert get(viewer, "/api/export.csv?limit=%C2%B2")[0] == 400
+
+
+def test_histogram_totals_match_the_table_for_any_range(viewer):
+    newest = api(viewer, "/api/records?limit=1")["records"][0]["received"]
+    cut = f"{newest - 0.0001:.6f}"  # just before the newest record
+    tables = []
+    for params in ({"since": "70h"}, {"since": "30d"}, {"since": "3d", "until": cut},
+                   {"since": "3d", "until": cut, "system_id": "alpha"}):
+        query = urllib.parse.urlencode(params)
+        table = len(api(viewer, f"/api/records?limit=1000&{query}")["records"])
+        chart = sum(map(sum, api(viewer, f"/api/histogram?{query}")["buckets"]))
+        assert chart == table, params
+        tables.append(table)
+    assert tables[2] < tables[1]  # the `until` really cut the newest record off

@@ -43,10 +43,19 @@
 <p id="empty">No records match.</p>
 % end
 <nav class="pages">
-% if rows and (query.before is not None or query.after is not None):
-  <a id="newer" href="/?{{urlencode({**params, 'after': rows[0]['id']})}}">← newer</a>
-% end
-% if rows and (more or query.after is not None):
-  <a id="older" href="/?{{urlencode({**params, 'before': rows[-1]['id']})}}">older →</a>
+% if query.newest_first:
+%   if newer is not None:
+  <a id="newer" href="/?{{urlencode({**params, 'after': newer})}}">← newer</a>
+%   end
+%   if older is not None:
+  <a id="older" href="/?{{urlencode({**params, 'before': older})}}">older →</a>
+%   end
+% else:
+%   if older is not None:
+  <a id="older" href="/?{{urlencode({**params, 'before': older})}}">← older</a>
+%   end
+%   if newer is not None:
+  <a id="newer" href="/?{{urlencode({**params, 'after': newer})}}">newer →</a>
+%   end
 % end
 </nav>
