@@ -22,14 +22,15 @@ WIDTH, HEIGHT = 900, 90
 
 
 def plan(query: Query, now: float) -> tuple[float, float, int]:
-    """(start, bucket width, buckets) covering the query's time range. Buckets of an hour or
-    more start on whole hours, so they can be answered from the hourly counts."""
+    """(start, bucket width, buckets) covering the query's time range. Buckets that would be
+    20 minutes or wider become whole hours (the default day: 24 of them), so they can be
+    answered from the writer's hourly counts."""
     end = query.until if query.until is not None else now
     start = query.since if query.since is not None else end - DEFAULT_SPAN
     if end <= start:
         end = start + 60
     width = max((end - start) / BUCKETS, 0.001)
-    if width < HOUR:
+    if width < HOUR / 3:
         return start, width, BUCKETS
     width = math.ceil(width / HOUR) * HOUR
     start = math.floor(start / HOUR) * HOUR

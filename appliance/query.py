@@ -125,6 +125,10 @@ def build(query: Query, columns: str = "*") -> tuple[str, list]:
     extra row tells whether another page exists). It reads away from the cursor: downwards
     from `before`, upwards from `after`; `fetches_descending` says which, so the caller can
     show the rows in the order asked for."""
+    order = "DESC" if fetches_descending(query) else "ASC"
+    if query.text and not query.equals and query.level is None and query.since is None \
+            and query.until is None:
+        return _search_only(query, columns, order)
     where, params = where_clause(query)
     if query.before is not None:
         where.append("id < ?")
@@ -134,7 +138,22 @@ def build(query: Query, columns: str = "*") -> tuple[str, list]:
         params.append(query.after)
     # Keyset on id (the order records were stored in): no OFFSET scans, stable pages.
     sql = (f"SELECT {columns} FROM record WHERE {' AND '.join(where) or '1'} "  # noqa: S608
-           f"ORDER BY id {'DESC' if fetches_descending(query) else 'ASC'} LIMIT ?")
+           f"ORDER BY id {order} LIMIT ?")
+    return sql, [*params, query.limit + 1]
+
+
+def _search_only(query: Query, columns: str, order: str) -> tuple[str, list]:
+    """A search with no other filter: FTS5 walks its matches in rowid order and stops after
+    a page, instead of collecting every match first (a prefix can match millions)."""
+    bounds, params = ["record_fts MATCH ?"], [fts_expression(query.text or "")]
+    if query.before is not None:
+        bounds.append("rowid < ?")
+        params.append(query.before)
+    if query.after is not None:
+        bounds.append("rowid > ?")
+        params.append(query.after)
+    sql = (f"SELECT {columns} FROM record WHERE id IN (SELECT rowid FROM record_fts "  # noqa: S608
+           f"WHERE {' AND '.join(bounds)} ORDER BY rowid {order} LIMIT ?) ORDER BY id {order}")
     return sql, [*params, query.limit + 1]
 
 
