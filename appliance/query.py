@@ -130,12 +130,7 @@ def build(query: Query, columns: str = "*") -> tuple[str, list]:
             and query.until is None:
         return _search_only(query, columns, order)
     where, params = where_clause(query)
-    if query.before is not None:
-        where.append("id < ?")
-        params.append(query.before)
-    if query.after is not None:
-        where.append("id > ?")
-        params.append(query.after)
+    _add_cursor(query, "id", where, params)
     # Keyset on id (the order records were stored in): no OFFSET scans, stable pages.
     sql = (f"SELECT {columns} FROM record WHERE {' AND '.join(where) or '1'} "  # noqa: S608
            f"ORDER BY id {order} LIMIT ?")
@@ -146,15 +141,20 @@ def _search_only(query: Query, columns: str, order: str) -> tuple[str, list]:
     """A search with no other filter: FTS5 walks its matches in rowid order and stops after
     a page, instead of collecting every match first (a prefix can match millions)."""
     bounds, params = ["record_fts MATCH ?"], [fts_expression(query.text or "")]
-    if query.before is not None:
-        bounds.append("rowid < ?")
-        params.append(query.before)
-    if query.after is not None:
-        bounds.append("rowid > ?")
-        params.append(query.after)
+    _add_cursor(query, "rowid", bounds, params)
     sql = (f"SELECT {columns} FROM record WHERE id IN (SELECT rowid FROM record_fts "  # noqa: S608
            f"WHERE {' AND '.join(bounds)} ORDER BY rowid {order} LIMIT ?) ORDER BY id {order}")
     return sql, [*params, query.limit + 1]
+
+
+def _add_cursor(query: Query, column: str, where: list[str], params: list) -> None:
+    """The keyset bound: `column` is 'id' (record) or 'rowid' (record_fts), a constant."""
+    if query.before is not None:
+        where.append(f"{column} < ?")
+        params.append(query.before)
+    if query.after is not None:
+        where.append(f"{column} > ?")
+        params.append(query.after)
 
 
 def fetches_descending(query: Query) -> bool:
