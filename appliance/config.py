@@ -183,8 +183,3 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
     config = Config(**{name: SimpleNamespace(**section) for name, section in values.items()})
     config.path, config.stage = path, stage
     return config
-
-
-def default_text(section: str, key: str) -> str:
-    """The default of one setting as it would be written in a file (for `appliance init`)."""
-    return _BY_KEY[(section, key)].default

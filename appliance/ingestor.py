@@ -24,7 +24,7 @@ from appliance.errors import JournalError
 from appliance.journal import Journal
 from appliance.listeners import DatagramProtocol, StreamProtocol, udp_socket
 from appliance.rejections import RejectionLog
-from appliance.runtime import Every, setup_logging, write_stats
+from appliance.runtime import Every, start_process, write_stats
 from appliance.subscriber import TOPIC
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class Ingestor:
         self.frames_bytes = 0
         self.rejections = RejectionLog()
         self.accepted = 0
+        self.journal_lost = 0  # records the journal cap deleted before a subscriber had them
         self.last_data = 0.0  # monotonic time of the last bytes received
         self.streams: set[StreamProtocol] = set()
         self.paused = False
@@ -139,14 +140,14 @@ class Ingestor:
         journal = self.config.journal
         result = retention.prune(journal.dir, journal.keep, journal.max_bytes, time.time())
         if result.lost:
-            self.rejections.lost += sum(result.lost.values())
+            self.journal_lost += sum(result.lost.values())
 
     def write_stats(self) -> None:
         write_stats(self.config.appliance.var_dir, "ingestor", {
             "origin": self.origin, "accepted": self.accepted,
             "next_seq": self.journal.next_seq, "rejected": self.rejections.total,
             "rejected_by_reason": dict(self.rejections.by_reason),
-            "journal_lost": self.rejections.lost, "connections": len(self.streams),
+            "journal_lost": self.journal_lost, "connections": len(self.streams),
             "decoder_restarts": self.pool.restarts})
 
     def log_stats(self) -> None:
@@ -233,9 +234,6 @@ async def _periodic(ingestor: Ingestor) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="appliance ingestor", description=__doc__)
-    parser.add_argument("-c", "--config", required=True, help="path of appliance.ini")
-    args = parser.parse_args(argv)
-    config = config_module.load(args.config)
-    setup_logging(config.appliance.log_level)
+    _args, config = start_process(
+        argparse.ArgumentParser(prog="appliance ingestor", description=__doc__), argv)
     asyncio.run(serve(config))

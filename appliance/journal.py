@@ -23,10 +23,6 @@ SEGMENT_SUFFIX = ".seg"
 READ_CHUNK = 1 << 20
 
 
-def entry_crc(head: bytes, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(head[:12]))
-
-
 def encode_entries(first_seq: int, payloads: list[bytes]) -> bytes:
     """Entries for consecutive seqs from `first_seq`: the journal's and the PUB stream's format."""
     parts = []

@@ -21,7 +21,7 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MAX_ID = 2**63 - 1  # SQLite's largest integer
 MAX_SEARCH = 1000  # characters of a full-text search
 PARAMETERS = frozenset({*EQUALITY_FIELDS, "level", "since", "until", "q", "order", "limit",
-                        "before", "after", "tail"})
+                        "before", "after"})
 _RELATIVE = re.compile(r"^\s*(\d{1,9})\s*(s|m|h|d|w)\s*$")
 MATCH = "id IN (SELECT rowid FROM record_fts WHERE record_fts MATCH ?)"
 TIME_FIRST_MATCH = "+" + MATCH

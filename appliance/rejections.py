@@ -12,7 +12,6 @@ log = logging.getLogger("appliance.ingestor")
 class RejectionLog:
     def __init__(self) -> None:
         self.total = 0
-        self.lost = 0  # records the journal cap deleted before every subscriber had them
         self.by_reason: Counter[str] = Counter()
         self._seen: set[tuple[str, str]] = set()
         self._repeats: Counter[str] = Counter()

@@ -6,6 +6,7 @@ ConfigError into a clear message and exit code for supervisord's log.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from appliance.config import Config
+from appliance.config import load as load_config
 from appliance.errors import EXIT_CONFIG, ApplianceError, ConfigError
 
 log = logging.getLogger("appliance")
@@ -72,6 +75,16 @@ class Every:
             return False
         self._next = now + self.interval
         return True
+
+
+def start_process(parser: argparse.ArgumentParser,
+                  argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
+    """What every process's main() does first: -c CONFIG, load and check it, set up logs."""
+    parser.add_argument("-c", "--config", required=True, help="path of appliance.ini")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    setup_logging(config.appliance.log_level)
+    return args, config
 
 
 def write_stats(var_dir: Path, name: str, counters: dict) -> None:

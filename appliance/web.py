@@ -16,12 +16,10 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import bottle
 
-from appliance import config as config_module
 from appliance import histogram, web_access
 from appliance.query import (
     EQUALITY_FIELDS,
@@ -33,7 +31,7 @@ from appliance.query import (
     parse,
 )
 from appliance.record import COLUMNS
-from appliance.runtime import setup_logging
+from appliance.runtime import start_process
 from appliance.store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -86,29 +84,30 @@ def make_app(store: RecordStore, access: web_access.Access,
     for status in (400, 401, 403, 404, 405, 409, 421, 429, 500):
         app.error(status)(error_page)
 
-    def checked_query() -> Query:
+    def checked(params: dict[str, str]) -> Query:
+        """Parameters → a query, or 400; the search's syntax is checked here, once."""
         try:
-            return parse(dict(bottle.request.query.decode().allitems()))
+            query = parse(params)
+            if query.text:
+                store.check_search(query.text)
         except QueryError as error:
             raise bottle.HTTPError(400, str(error)) from None
+        return query
+
+    def checked_query() -> Query:
+        return checked(dict(bottle.request.query.decode().allitems()))
 
     def shown_params() -> dict[str, str]:
         return {k: v for k, v in bottle.request.query.decode().allitems() if v}
 
-    def guarded(call: Callable, *args: object) -> Any:
-        try:
-            return call(*args)
-        except QueryError as error:
-            raise bottle.HTTPError(400, str(error)) from None
-
     @app.get("/")
     def records_page() -> str:
         query = checked_query()
-        rows, more = guarded(store.page, query)
+        rows, more = store.page(query)
         params = {k: v for k, v in shown_params().items() if k not in ("before", "after")}
         older, newer = page_links(query, rows, more)
         start, width, buckets = histogram.plan(query, time.time())
-        counts = guarded(store.level_counts, query, start, width, buckets)
+        counts = store.level_counts(query, start, width, buckets)
         return render("records", rows=rows, older=older, newer=newer, query=query,
                       params=params,
                       options=store.options(),
@@ -130,7 +129,7 @@ def make_app(store: RecordStore, access: web_access.Access,
     @app.get("/api/records")
     def api_records() -> dict:
         query = checked_query()
-        rows, more = guarded(store.page, query)
+        rows, more = store.page(query)
         next_page = None
         if more and rows:  # the next page in the direction this one was read
             ids = [row["id"] for row in rows]
@@ -157,7 +156,7 @@ def make_app(store: RecordStore, access: web_access.Access,
     def api_histogram() -> dict:
         query = checked_query()
         start, width, buckets = histogram.plan(query, time.time())
-        counts = guarded(store.level_counts, query, start, width, buckets)
+        counts = store.level_counts(query, start, width, buckets)
         return {"start": start, "width": width, "groups": [g[0] for g in histogram.GROUPS],
                 "buckets": histogram.grouped(counts)}
 
@@ -165,15 +164,12 @@ def make_app(store: RecordStore, access: web_access.Access,
     def api_export(kind: str) -> Iterator[str]:
         params = dict(bottle.request.query.decode().allitems())
         limit = params.pop("limit", str(EXPORT_LIMIT))
-        try:
-            query = parse(params)
-            count = int(limit) if re.fullmatch(r"[0-9]{1,7}", limit) else -1
-            if not 1 <= count <= EXPORT_LIMIT:
-                raise QueryError(f"limit must be between 1 and {EXPORT_LIMIT} for exports")
-            rows = store.export(query, count)
-            first = next(rows, None)
-        except QueryError as error:
-            raise bottle.HTTPError(400, str(error)) from None
+        query = checked(params)
+        count = int(limit) if re.fullmatch(r"[0-9]{1,7}", limit) else -1
+        if not 1 <= count <= EXPORT_LIMIT:
+            raise bottle.HTTPError(400, f"limit must be between 1 and {EXPORT_LIMIT} for exports")
+        rows = store.export(query, count)
+        first = next(rows, None)
         bottle.response.set_header("Content-Disposition",
                                    f'attachment; filename="herald-records.{kind}"')
         if kind == "csv":
@@ -264,11 +260,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from appliance.purge import purge_older_than
 
-    parser = argparse.ArgumentParser(prog="appliance web", description=__doc__)
-    parser.add_argument("-c", "--config", required=True, help="path of appliance.ini")
-    args = parser.parse_args(argv)
-    config = config_module.load(args.config)
-    setup_logging(config.appliance.log_level)
+    _args, config = start_process(
+        argparse.ArgumentParser(prog="appliance web", description=__doc__), argv)
     db = config.writer.db
     while not db.exists():  # the writer creates it; the web never creates it
         log.info("waiting for the writer to create %s", db)

@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import peewee as pw
 
-from appliance import config as config_module
 from appliance.errors import ApplianceError
 from appliance.models import (
     Cursor,
@@ -25,7 +24,7 @@ from appliance.models import (
 )
 from appliance.purge import OLDER_THAN, UP_TO_ID, delete_in_batches
 from appliance.record import COLUMNS, scrub
-from appliance.runtime import Every, StopFlag, setup_logging
+from appliance.runtime import Every, StopFlag, start_process
 from appliance.subscriber import Shard, SubscriberLoop
 
 log = logging.getLogger(__name__)
@@ -163,11 +162,8 @@ def _transient(error: BaseException | None) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="appliance writer", description=__doc__)
-    parser.add_argument("-c", "--config", required=True, help="path of appliance.ini")
     parser.add_argument("--shard", type=Shard.parse, default=Shard(), help="K/N, e.g. 0/2")
-    args = parser.parse_args(argv)
-    config = config_module.load(args.config)
-    setup_logging(config.appliance.log_level)
+    args, config = start_process(parser, argv)
     stop = StopFlag()
     settings = config.writer
     open_database(settings.db, create=True)
