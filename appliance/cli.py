@@ -22,8 +22,17 @@ def _process(module: str) -> Callable[[list[str]], None]:
     return run
 
 
+def _neelix(argv: list[str]) -> None:
+    """`appliance neelix -c …` is the process; `appliance neelix test|snooze|…` the tools."""
+    from appliance import neelix_cli
+    if argv and argv[0] in neelix_cli.COMMANDS:
+        neelix_cli.main(argv)
+    else:
+        _process("neelix")(argv)
+
+
 PROCESSES = {"ingestor": _process("ingestor"), "writer": _process("writer"),
-             "web": _process("web"),
+             "neelix": _neelix, "web": _process("web"),
              "decoder": _process("decoder")}  # run by the ingestor, not by supervisord
 
 

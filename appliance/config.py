@@ -88,6 +88,27 @@ SETTINGS: tuple[Setting, ...] = (
     S("writer", "delete_batch", c.positive_int, "2000",
       "rows deleted per retention transaction, so readers never stall"),
 
+    S("neelix", "rules", c.text, "neelix.ini", "rules file: rules, heartbeats, actions, "
+      "maintenance windows (and the old [SYSTEM_ID] MAIL_TO/MSG/AGE format)"),
+    S("neelix", "state", c.text, "{var}/neelix.sqlite",
+      "neelix's own SQLite file: cursor, incidents, throttles, snoozes, alert history"),
+    S("neelix", "check_interval", c.at_least(c.duration, 0.1, "100ms"), "1s",
+      "how often heartbeats and realert digests are checked"),
+    S("neelix", "batch_records", c.positive_int, "1000", "records matched per transaction"),
+    S("neelix", "batch_delay", c.duration, "100ms",
+      "longest a record waits before it is matched"),
+    S("neelix", "smtp_host", c.text, "localhost", "SMTP server of mail actions that name none "
+      "(and of the old format's MAIL_TO)"),
+    S("neelix", "smtp_port", c.port_number, "25", "its port"),
+    S("neelix", "mail_from", c.text, "", "sender of neelix's mail (default: neelix@ this "
+      "host's name)", derived=True),
+    S("neelix", "retry_for", c.duration, "1d",
+      "a failing delivery is retried with backoff this long, then recorded as failed"),
+    S("neelix", "retry_max_delay", c.at_least(c.duration, 1.0, "1s"), "5m",
+      "longest wait between two tries of one delivery"),
+    S("neelix", "web_url", c.text, "", "link to the web viewer in notices (default: "
+      "http://127.0.0.1 and the web port)", derived=True),
+
     S("web", "port", c.port_number, "", "web viewer port (default: the stage's)", derived=True),
     S("web", "threads", c.positive_int, "8", "requests served at once"),
     S("web", "login", c.boolean, "false",
@@ -164,12 +185,17 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
     app["instance"] = app["instance"] or f"{socket.gethostname()}{stage.suffix or '_p'}"
     values["ingestor"]["port"] = values["ingestor"]["port"] or stage.ingest_port
     values["web"]["port"] = values["web"]["port"] or stage.web_port
-    for section, key in (("journal", "dir"), ("writer", "db"), ("ingestor", "publish")):
+    neelix = values["neelix"]
+    neelix["mail_from"] = neelix["mail_from"] or f"neelix@{socket.gethostname()}"
+    neelix["web_url"] = neelix["web_url"] or f"http://127.0.0.1:{values['web']['port']}"
+    for section, key in (("journal", "dir"), ("writer", "db"), ("ingestor", "publish"),
+                         ("neelix", "state")):
         text = values[section][key].replace("{var}", str(var))
         if "{" in text or "}" in text:
             raise ConfigError("only {var} may stand in braces here", str(path), section, key)
         values[section][key] = text
-    for section, key in (("journal", "dir"), ("writer", "db")):
+    for section, key in (("journal", "dir"), ("writer", "db"), ("neelix", "rules"),
+                         ("neelix", "state")):
         values[section][key] = (base / values[section][key]).resolve()
     try:
         values["ingestor"]["publish"] = c.endpoint(values["ingestor"]["publish"])

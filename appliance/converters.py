@@ -139,3 +139,52 @@ def credentials(text: str) -> dict[str, tuple[str, str]]:
 def word_list(text: str) -> list[str]:
     """Comma- or space-separated words."""
     return [word for word in re.split(r"[\s,]+", text.strip()) if word]
+
+
+def product(text: str) -> int:
+    """The old neelix AGE: a whole number or a product of them ('60*60*2'), never eval'd."""
+    factors = text.split("*")
+    if not all(factor.strip().isdigit() for factor in factors):
+        raise ValueError(f"{text!r} is not a number of seconds or a product like 60*60*2")
+    value = 1
+    for factor in factors:
+        value *= int(factor)
+        if value > 10**12:
+            raise ValueError(f"{text!r} is too large")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration ('2h', '90s') or, as the old neelix wrote it, a product ('60*60*2')."""
+    return float(product(text)) if "*" in text else duration(text)
+
+
+def regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text.strip())
+    except re.error as error:
+        raise ValueError(f"{text.strip()!r} is not a valid regular expression: {error}") \
+            from None
+
+
+def address_list(text: str) -> list[str]:
+    """Comma-separated e-mail addresses, each with one @."""
+    addresses = [part.strip() for part in text.split(",") if part.strip()]
+    if not addresses:
+        raise ValueError("no address given")
+    for address in addresses:
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain or any(ch in address for ch in " <>\r\n"):
+            raise ValueError(f"{address!r} is not an e-mail address")
+    return addresses
+
+
+def clock_range(text: str) -> tuple[int, int]:
+    """'02:00-04:30' → minutes of the day (start, end); end may wrap past midnight."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d\d)\s*-\s*(\d{1,2}):(\d\d)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a time range like 02:00-04:30")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59:
+        raise ValueError(f"{text!r} is not a time range like 02:00-04:30")
+    return h1 * 60 + m1, h2 * 60 + m2

@@ -75,6 +75,22 @@ stdout_logfile=%(here)s/var/log/%(program_name)s_%(process_num)d.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
 
+[program:neelix]
+command={command} neelix -c %(here)s/conf/appliance.ini --shard %(process_num)d/1
+process_name=%(program_name)s
+numprocs=1
+environment=PYTHONPATH="{pythonpath}",PYTHONUNBUFFERED="1"
+priority=20
+autorestart=true
+startsecs=1
+startretries=5
+stopsignal=TERM
+stopwaitsecs=30
+redirect_stderr=true
+stdout_logfile=%(here)s/var/log/%(program_name)s_%(process_num)d.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+
 [program:web]
 command={command} web -c %(here)s/conf/appliance.ini
 environment=PYTHONPATH="{pythonpath}",PYTHONUNBUFFERED="1"
@@ -120,12 +136,68 @@ def render_appliance_ini(stage: Stage, ingest_port: int | None, web_port: int | 
 
 
 NEELIX_INI = """\
-; neelix rules (see the README). The old per-system format keeps working, e.g.
+; neelix rules: what to tell whom when a service logs something alarming or goes silent.
+; Changes take effect when neelix restarts (supervisorctl -c supervisord.conf restart neelix:*);
+; try them first with:  appliance neelix test -c conf/appliance.ini --since 1d
+; Fields in templates and rule keys are the record's columns (system_id, sub_system_id,
+; logger, message, exc_text, levelname, …) plus event, source, key, system, count,
+; suppressed, summary, since, time, url.
 ;
+; The old per-system format keeps working (mail through [neelix] smtp_host/smtp_port):
 ; [ch2eu]
 ; MAIL_TO = ops@example.org, oncall@example.org
 ; MSG = Traceback
 ; AGE = 60*60*2
+;
+; [action:ops-mail]
+; type = mail
+; to = ops@example.org
+; host = smtp.example.org
+; port = 587
+; ; security: none, starttls or tls
+; security = starttls
+; user = neelix
+; ; the password comes from the environment or a file, never from this file
+; password_env = NEELIX_SMTP_PASSWORD
+; subject = [herald] ${summary}
+;
+; [action:chat]
+; type = webhook
+; url = https://hooks.example.org/services/T000/B000/XXXX
+; ; format: json (the default) or slack
+; format = slack
+;
+; [action:table]
+; ; an alert record in the web table (and forwarded upstream like any record)
+; type = record
+; level = WARNING
+;
+; [rule:errors]
+; level = ERROR
+; ; optional conditions: system, host, logger, package_version (glob patterns),
+; ; message and traceback (regular expressions), field.NAME (exact value of any field)
+; system = ch2*, web-01
+; ; fire only on 5 matches within 10 minutes
+; threshold = 5 in 10m
+; ; at most one notice per key within realert; the next one says how many were held back
+; key = system_id
+; realert = 10m
+; actions = ops-mail, table
+;
+; [heartbeat:everyone]
+; ; * is every system seen; listed systems are watched from neelix's start
+; systems = *
+; silence = 2h
+; grace = 5m
+; ; repeat while down (0 = never)
+; remind = 12h
+; actions = ops-mail
+;
+; [maintenance:sunday-patching]
+; systems = ch2eu
+; days = sun
+; daily = 02:00-04:00
+; timezone = Europe/Zurich
 """
 
 

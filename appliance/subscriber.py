@@ -63,7 +63,9 @@ class Sink(Protocol):
 
     def apply(self, records: list[list], origin: str, last_seq: int) -> None: ...
 
-    def tick(self) -> None: ...
+    def tick(self, live: bool) -> None:
+        """Called every turn of the loop; `live` is False while reading the journal's
+        backlog (time-based checks such as heartbeats must wait for it)."""
 
 
 def wait_for_origin(journal_dir: Path, stop: StopFlag) -> str | None:
@@ -120,21 +122,25 @@ class SubscriberLoop:
                      self.stop.signal_name or "end")
 
     def _loop(self, sub: zmq.Socket) -> None:
-        catching_up = True
+        catching_up, live = True, False  # live: the journal had nothing beyond what we hold
         while not self.stop:
             if catching_up:
                 entries = self.reader.read_from(self.position + 1, self.batch_records)
                 if entries:
                     self.take(entries)
                     self.flush_if_due()
+                    live = False
+                    self.sink.tick(live)
                     continue
-                catching_up = False
+                catching_up, live = False, True
             timeout_ms = self._poll_timeout_ms()
             if sub.poll(timeout_ms):
                 catching_up = self._take_live(sub)
+                live = not catching_up
             elif self.position == self.cursor:
                 catching_up = True  # quiet: look in the journal in case a batch was dropped
             self.flush_if_due()
+            self.sink.tick(live)
             if self._stats.due():
                 log.info("%s: %d records processed, cursor %d, %d lost", self.name,
                          self.processed, self.cursor, self.lost)
@@ -195,7 +201,6 @@ class SubscriberLoop:
         self.pending = []
         if self._cursor_hint.due() or self.stop:
             retention.write_cursor(self.journal_dir, self.cursor_name, self.cursor)
-        self.sink.tick()
 
     @property
     def cursor_name(self) -> str:

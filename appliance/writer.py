@@ -125,7 +125,7 @@ class DatabaseSink:
                           values[0], error)
         return inserted
 
-    def tick(self) -> None:
+    def tick(self, live: bool) -> None:
         if self.retention_owner and self._retention.due():
             self.run_retention(time.time())
 

@@ -1,0 +1,126 @@
+"""Delivers queued alerts: one thread per action, so a dead SMTP server never holds up a
+webhook (nor the rule loop); failures are retried with exponential backoff and recorded.
+
+Reads and updates the outbox (`Alert` rows) that neelix's batches commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+from appliance.neelix_state import FAILED, PENDING, SENT, Alert, state_db
+from appliance.notice import Notice
+from appliance.reactions import Context, DeliveryError, send
+from appliance.rulebook import Action
+
+log = logging.getLogger(__name__)
+
+FIRST_DELAY = 1.0
+IDLE_POLL = 1.0
+
+
+def backoff(attempts: int, max_delay: float) -> float:
+    """Seconds before the next try: 1, 2, 4, … up to max_delay, with ±20% jitter."""
+    delay = min(FIRST_DELAY * 2 ** max(attempts - 1, 0), max_delay)
+    return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+
+
+class Courier(threading.Thread):
+    """Delivers one action's alerts in order of their id, each when its retry is due."""
+
+    def __init__(self, action: Action, context: Context, max_delay: float,
+                 stopping: threading.Event) -> None:
+        super().__init__(name=f"courier-{action.name}", daemon=True)
+        self.action, self.context, self.max_delay = action, context, max_delay
+        self.stopping = stopping
+        self.wake = threading.Event()
+        self.sent = self.failed = self.retried = 0
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                alert = self._next_due()
+                if alert is None:
+                    self.wake.wait(self._idle_wait())
+                    self.wake.clear()
+                    continue
+                self.deliver(alert)
+            except Exception:  # a bug or a broken state file must not end deliveries silently
+                log.exception("%s: delivery loop error; going on in %ss", self.name,
+                              IDLE_POLL)
+                self.stopping.wait(IDLE_POLL)
+        state_db.close()
+
+    def _next_due(self) -> Alert | None:
+        return (Alert.select().where((Alert.status == PENDING) &
+                                     (Alert.action == self.action.name) &
+                                     (Alert.next_attempt <= time.time()))
+                .order_by(Alert.id).first())
+
+    def _idle_wait(self) -> float:
+        upcoming = (Alert.select(Alert.next_attempt)
+                    .where((Alert.status == PENDING) & (Alert.action == self.action.name))
+                    .order_by(Alert.next_attempt).first())
+        if upcoming is None:
+            return IDLE_POLL
+        return min(max(upcoming.next_attempt - time.time(), 0.01), IDLE_POLL)
+
+    def deliver(self, alert: Alert) -> None:
+        notice = Notice.from_json(alert.notice)
+        attempts = alert.attempts + 1
+        try:
+            send(self.action, notice, alert.id, self.context)
+        except DeliveryError as error:
+            now = time.time()
+            gave_up = error.permanent or now - alert.created >= self.action.retry_for
+            if gave_up:
+                self.failed += 1
+                log.error("%s: alert %d (%s) not delivered, giving up after %d attempt(s): %s",
+                          self.name, alert.id, alert.summary[:80], attempts, error)
+                Alert.update(status=FAILED, attempts=attempts, last_error=str(error)[:500]) \
+                    .where(Alert.id == alert.id).execute()
+                return
+            delay = backoff(attempts, self.max_delay)
+            self.retried += 1
+            log.warning("%s: alert %d not delivered (attempt %d): %s; retrying in %.1fs",
+                        self.name, alert.id, attempts, error, delay)
+            Alert.update(attempts=attempts, last_error=str(error)[:500],
+                         next_attempt=now + delay).where(Alert.id == alert.id).execute()
+            return
+        self.sent += 1
+        log.info("%s: alert %d delivered: %s", self.name, alert.id, alert.summary[:120])
+        Alert.update(status=SENT, attempts=attempts, sent=time.time(), last_error=None) \
+            .where(Alert.id == alert.id).execute()
+
+
+class Dispatcher:
+    """The couriers of every action in the rule book."""
+
+    def __init__(self, actions: dict[str, Action], context: Context, max_delay: float) -> None:
+        self.stopping = threading.Event()
+        self.couriers = {name: Courier(action, context, max_delay, self.stopping)
+                         for name, action in actions.items()}
+
+    def start(self) -> None:
+        for courier in self.couriers.values():
+            courier.start()
+
+    def wake(self) -> None:
+        for courier in self.couriers.values():
+            courier.wake.set()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Let each courier finish the delivery in hand; an alert cut off stays pending."""
+        self.stopping.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for courier in self.couriers.values():
+            courier.join(max(deadline - time.monotonic(), 0.1))
+
+    def counters(self) -> dict[str, int]:
+        return {"sent": sum(c.sent for c in self.couriers.values()),
+                "failed": sum(c.failed for c in self.couriers.values()),
+                "retried": sum(c.retried for c in self.couriers.values())}

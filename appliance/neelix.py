@@ -1,0 +1,161 @@
+"""neelix: a subscriber that matches every record of its shard against the rules, watches
+heartbeats, and queues notices for the couriers (mail, webhook, alert record, command).
+
+Rules and heartbeats are pure (`rules.py`, `heartbeat.py`); this module wires them to the
+journal/ZeroMQ loop, the state file, the `schedule` clock and the delivery threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import schedule
+
+from appliance import neelix_state as state
+from appliance.config import Config
+from appliance.delivery import Dispatcher
+from appliance.heartbeat import Heartbeats
+from appliance.neelix_state import FAILED, PENDING, Alert
+from appliance.notice import Notice
+from appliance.reactions import ALERT_LOGGER, Context
+from appliance.record import INDEX
+from appliance.rulebook import Defaults, RuleBook
+from appliance.rulebook import load as load_rules
+from appliance.rules import Rules
+from appliance.runtime import Every, StopFlag, start_process, write_stats
+from appliance.subscriber import Shard, SubscriberLoop
+
+log = logging.getLogger(__name__)
+_LOGGER, _SYSTEM, _RECEIVED = INDEX["logger"], INDEX["system_id"], INDEX["received"]
+
+
+def rule_book(config: Config) -> RuleBook:
+    n = config.neelix
+    return load_rules(n.rules, Defaults(n.smtp_host, n.smtp_port, n.mail_from, n.retry_for))
+
+
+class Quiet:
+    """Whether notices about a system are held: a maintenance window or a snooze covers it."""
+
+    def __init__(self, book: RuleBook) -> None:
+        self.windows = book.maintenance
+        self.snoozed: dict[str, float] = {}
+
+    def refresh(self, now: float) -> None:
+        self.snoozed = state.snoozes(now)
+
+    def __call__(self, system: str | None, when: float) -> bool:
+        if max(self.snoozed.get(system or "", 0.0), self.snoozed.get("*", 0.0)) > when:
+            return True
+        return any(window.covers(system, when) for window in self.windows)
+
+
+def held(notices: list[Notice], quiet: Quiet, now: float) -> set[int]:
+    """Notices to record but not send. A RECOVERED notice always goes: people were told
+    about the DOWN and must hear it is over."""
+    return {i for i, n in enumerate(notices) if n.event != "recovered" and quiet(n.system, now)}
+
+
+class NeelixSink:
+    """The subscriber loop's sink: match a batch, commit states + alerts + cursor at once."""
+
+    def __init__(self, name: str, book: RuleBook, shard: Shard, check_interval: float,
+                 dispatcher: Dispatcher, var_dir: str) -> None:
+        self.name, self.shard, self.dispatcher, self.var_dir = name, shard, dispatcher, var_dir
+        self.rules = Rules(book.rules)
+        self.heartbeats = Heartbeats(book.heartbeats, shard.owns)
+        self.quiet = Quiet(book)
+        self.live = False
+        self.matched = self.notices = self.held = 0
+        self.clock = schedule.Scheduler()
+        self.clock.every(check_interval).seconds.do(self.check)
+        self._stats = Every(2.0)
+
+    def load_cursor(self, origin: str) -> int:
+        state.load(self.rules, self.heartbeats, self.shard.label)
+        self.heartbeats.start(time.time())
+        self.quiet.refresh(time.time())
+        return state.load_cursor(self.name, origin)
+
+    def apply(self, records: list[list], origin: str, last_seq: int) -> None:
+        notices: list[Notice] = []
+        for values in records:
+            if values[_LOGGER] == ALERT_LOGGER:
+                continue
+            found = self.rules.observe(values)
+            self.matched += len(found)
+            notices += found
+            notices += self.heartbeats.seen(values[_SYSTEM], values[_RECEIVED])
+        self._commit(notices, (self.name, origin, last_seq))
+
+    def tick(self, live: bool) -> None:
+        self.live = live
+        self.clock.run_pending()
+        if self._stats.due():
+            write_stats(self.var_dir, f"neelix-{self.shard.label}",
+                        {"matched": self.matched, "notices": self.notices, "held": self.held,
+                         **self.dispatcher.counters()})
+
+    def check(self) -> None:
+        """Scheduled: realert digests, and heartbeats once the journal is caught up (before
+        that, a system's newer records may still be unread: no false DOWN)."""
+        now = time.time()
+        self.quiet.refresh(now)
+        notices = self.rules.due_digests(now)
+        if self.live:
+            notices += self.heartbeats.check(now, self.quiet)
+        if notices or self.rules.dirty or self.heartbeats.dirty:
+            self._commit(notices, None)
+
+    def _commit(self, notices: list[Notice], cursor: tuple[str, str, int] | None) -> None:
+        now = time.time()
+        hold = held(notices, self.quiet, now)
+        queued = state.commit(notices, self.rules, self.heartbeats, self.shard.label, hold,
+                              cursor)
+        for number, notice in enumerate(notices):
+            log.info("%s: %s%s", self.name, notice.summary,
+                     " (held: maintenance or snooze)" if number in hold else "")
+        self.notices += len(notices)
+        self.held += len(hold)
+        if queued:
+            self.dispatcher.wake()
+
+
+def fail_orphans(book: RuleBook) -> None:
+    """Alerts queued for an action the rules no longer have can never go: say so."""
+    orphans = (Alert.update(status=FAILED, last_error="action no longer in the rules")
+               .where((Alert.status == PENDING) & Alert.action.not_in(list(book.actions)))
+               .execute())
+    if orphans:
+        log.warning("%d queued alerts named actions no longer in the rules: marked failed",
+                    orphans)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="appliance neelix", description=__doc__)
+    parser.add_argument("--shard", type=Shard.parse, default=Shard(), help="K/N, e.g. 0/2")
+    args, config = start_process(parser, argv)
+    book = rule_book(config)
+    settings = config.neelix
+    state.open_state(settings.state)
+    fail_orphans(book)
+    host = "127.0.0.1" if config.appliance.bind in ("0.0.0.0", "::") else config.appliance.bind
+    context = Context(config.appliance.instance, host, config.ingestor.port, settings.web_url)
+    dispatcher = Dispatcher(book.actions, context, settings.retry_max_delay)
+    stop = StopFlag()
+    name = f"neelix-{args.shard.label}"
+    sink = NeelixSink(name, book, args.shard, settings.check_interval, dispatcher,
+                      str(config.appliance.var_dir))
+    log.info("%s: %d rules, %d heartbeats, %d actions, %d maintenance windows from %s", name,
+             len(book.rules), len(book.heartbeats), len(book.actions), len(book.maintenance),
+             settings.rules)
+    dispatcher.start()
+    loop = SubscriberLoop("neelix", config.journal.dir, config.ingestor.publish, sink,
+                          args.shard, settings.batch_records, settings.batch_delay, stop)
+    try:
+        loop.run()
+    finally:
+        dispatcher.stop()
+        state.state_db.close()

@@ -1,0 +1,147 @@
+"""Operator commands for neelix: `appliance neelix test` (a dry run of the rules over stored
+records, sending nothing) and `appliance neelix snooze|unsnooze|snoozes`.
+
+They read the same config and rules as the neelix process and use its pure cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import time
+from pathlib import Path
+
+from appliance import converters as c
+from appliance import neelix_state as state
+from appliance.config import load as load_config
+from appliance.errors import ConfigError
+from appliance.heartbeat import Heartbeats
+from appliance.neelix import rule_book
+from appliance.notice import Notice, when_text
+from appliance.reactions import ALERT_LOGGER
+from appliance.record import COLUMNS, INDEX
+from appliance.rulebook import Defaults
+from appliance.rulebook import load as load_rules
+from appliance.rules import Rules
+
+COMMANDS = ("test", "snooze", "unsnooze", "snoozes")
+_CHUNK = 5000
+
+
+def _parser(name: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"appliance neelix {name}", description=description)
+    parser.add_argument("-c", "--config", default="conf/appliance.ini",
+                        help="the instance's appliance.ini (default: %(default)s)")
+    return parser
+
+
+def _duration(text: str) -> float:
+    try:
+        return c.duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def main(argv: list[str]) -> None:
+    command, rest = argv[0], argv[1:]
+    {"test": dry_run, "snooze": snooze, "unsnooze": unsnooze, "snoozes": list_snoozes}[
+        command](rest)
+
+
+def dry_run(argv: list[str]) -> None:
+    parser = _parser("test", "Run the rules and heartbeats over stored records and print "
+                     "what would have fired. Sends nothing.")
+    parser.add_argument("--since", type=_duration, default=86400.0,
+                        help="how far back to start (default 1d)")
+    parser.add_argument("--rules", type=Path, help="a rules file to try instead of the "
+                        "configured one")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    n = config.neelix
+    book = load_rules(args.rules, Defaults(n.smtp_host, n.smtp_port, n.mail_from)) \
+        if args.rules else rule_book(config)
+    now = time.time()
+    start = now - args.since
+    rules, beats = Rules(book.rules), Heartbeats(book.heartbeats, lambda _system: True)
+    beats.start(start)
+    windows = book.maintenance
+
+    def quiet(system: str | None, when: float) -> bool:
+        return any(window.covers(system, when) for window in windows)
+
+    fired: list[Notice] = []
+    scanned = 0
+    for values in _records(config.writer.db, start):
+        scanned += 1
+        if values[INDEX["logger"]] == ALERT_LOGGER:
+            continue
+        when = values[INDEX["received"]]
+        fired += rules.due_digests(when) + beats.check(when, quiet)
+        fired += rules.observe(values) + beats.seen(values[INDEX["system_id"]], when)
+    fired += rules.due_digests(now) + beats.check(now, quiet)
+    held = 0
+    for notice in fired:
+        hold = notice.event != "recovered" and quiet(notice.system, notice.time)
+        held += hold
+        print(f"{when_text(notice.time)}  {notice.event:9} {notice.source:20} -> "
+              f"{','.join(notice.actions)}{'  (held: maintenance)' if hold else ''}\n"
+              f"    {notice.summary}")
+    print(f"{len(fired)} notices would have fired ({held} held by maintenance windows) over "
+          f"{scanned} records since {when_text(start)}; nothing was sent.")
+
+
+def _records(db: Path, start: float):  # noqa: ANN202 - a generator of value lists
+    if not Path(db).exists():
+        raise ConfigError("no herald database yet (has the writer run?)", str(db))
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        sql = (f"SELECT id, {', '.join(COLUMNS)} FROM record "  # noqa: S608 - schema names
+               "WHERE id > ? AND received >= ? ORDER BY id LIMIT ?")
+        last = 0
+        while True:
+            rows = connection.execute(sql, (last, start, _CHUNK)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for row in rows:
+                yield list(row[1:])
+    finally:
+        connection.close()
+
+
+def _open_state(config_path: str) -> None:
+    config = load_config(config_path)
+    state.open_state(config.neelix.state)
+
+
+def snooze(argv: list[str]) -> None:
+    parser = _parser("snooze", "Hold every notice about a system for a while (maintenance). "
+                     "A RECOVERED notice still goes.")
+    parser.add_argument("system", help="its system_id, or * for every system")
+    parser.add_argument("duration", type=_duration, help="e.g. 30m, 2h, 1d")
+    parser.add_argument("--reason", default="", help="shown on /systems and /alerts")
+    args = parser.parse_args(argv)
+    _open_state(args.config)
+    until = time.time() + args.duration
+    state.Snooze.replace(system=args.system, until=until, reason=args.reason,
+                         created=time.time()).execute()
+    print(f"{args.system}: notices held until {when_text(until)}")
+
+
+def unsnooze(argv: list[str]) -> None:
+    parser = _parser("unsnooze", "End a snooze early.")
+    parser.add_argument("system")
+    args = parser.parse_args(argv)
+    _open_state(args.config)
+    gone = state.Snooze.delete().where(state.Snooze.system == args.system).execute()
+    print(f"{args.system}: {'snooze ended' if gone else 'was not snoozed'}")
+
+
+def list_snoozes(argv: list[str]) -> None:
+    args = _parser("snoozes", "List the snoozes in force.").parse_args(argv)
+    _open_state(args.config)
+    rows = state.snoozes(time.time())
+    for system, until in sorted(rows.items()):
+        print(f"{system}\tuntil {when_text(until)}")
+    if not rows:
+        print("no system is snoozed")

@@ -1,0 +1,194 @@
+"""neelix's own SQLite file: its cursor, rule throttles, heartbeat states, incidents, snoozes
+and the alert outbox (which doubles as the alert history the web shows on /alerts).
+
+A batch's state changes, its alerts and the cursor commit in one transaction: after kill -9,
+neelix neither forgets an incident nor re-evaluates a record whose notices are already queued.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import peewee as pw
+
+from appliance.heartbeat import Beat, Heartbeats
+from appliance.notice import Notice
+from appliance.rules import Rules, Throttle
+
+state_db = pw.SqliteDatabase(None)
+PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 10000}
+PENDING, SENT, FAILED, HELD = "pending", "sent", "failed", "held"
+
+
+class _Model(pw.Model):
+    class Meta:
+        database = state_db
+
+
+class NeelixCursor(_Model):
+    name = pw.TextField()
+    origin = pw.TextField()
+    seq = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "cursor"
+        primary_key = pw.CompositeKey("name", "origin")
+
+
+class ThrottleState(_Model):
+    shard = pw.TextField()
+    rule = pw.TextField()
+    key = pw.TextField()
+    data = pw.TextField()
+
+    class Meta:
+        table_name = "throttle"
+        primary_key = pw.CompositeKey("shard", "rule", "key")
+
+
+class BeatState(_Model):
+    heartbeat = pw.TextField()
+    system = pw.TextField()
+    last_seen = pw.DoubleField()
+    down_since = pw.DoubleField(null=True)
+    notified = pw.DoubleField(default=0.0)
+    seen = pw.BooleanField(default=True)
+
+    class Meta:
+        table_name = "heartbeat"
+        primary_key = pw.CompositeKey("heartbeat", "system")
+
+
+class Incident(_Model):
+    id = pw.AutoField()
+    heartbeat = pw.TextField()
+    system = pw.TextField(index=True)
+    opened = pw.DoubleField()
+    closed = pw.DoubleField(null=True)
+    last_seen = pw.DoubleField()
+
+
+class Snooze(_Model):
+    system = pw.TextField(primary_key=True)  # "*": every system
+    until = pw.DoubleField()
+    reason = pw.TextField(default="")
+    created = pw.DoubleField()
+
+
+class Alert(_Model):
+    """One notice for one action: queued, then sent, failed or held (maintenance/snooze)."""
+
+    id = pw.AutoField()
+    created = pw.DoubleField()
+    time = pw.DoubleField()
+    event = pw.TextField()
+    source = pw.TextField()
+    key = pw.TextField()
+    system = pw.TextField(null=True, index=True)
+    action = pw.TextField()
+    summary = pw.TextField()
+    notice = pw.TextField()
+    status = pw.TextField()
+    attempts = pw.IntegerField(default=0)
+    next_attempt = pw.DoubleField(default=0.0)
+    last_error = pw.TextField(null=True)
+    sent = pw.DoubleField(null=True)
+
+    class Meta:
+        indexes = ((("status", "action", "next_attempt"), False),)
+
+
+MODELS = (NeelixCursor, ThrottleState, BeatState, Incident, Snooze, Alert)
+
+
+def open_state(path: str | Path, create: bool = True) -> pw.SqliteDatabase:
+    path = Path(path)
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    state_db.init(str(path), pragmas=PRAGMAS, check_same_thread=False)
+    if create:
+        with state_db.atomic():
+            state_db.create_tables(MODELS)
+    return state_db
+
+
+def load_cursor(name: str, origin: str) -> int:
+    row = NeelixCursor.get_or_none((NeelixCursor.name == name) &
+                                   (NeelixCursor.origin == origin))
+    return row.seq if row else 0
+
+
+def load(rules: Rules, heartbeats: Heartbeats, shard: str) -> None:
+    """Fill the in-memory states from the file (this shard's throttles and systems)."""
+    for row in ThrottleState.select().where(ThrottleState.shard == shard):
+        rules.throttles[(row.rule, row.key)] = Throttle(**json.loads(row.data))
+    for row in BeatState.select():
+        if heartbeats.owns(row.system):
+            heartbeats.beats[(row.heartbeat, row.system)] = Beat(
+                row.last_seen, row.down_since, row.notified, row.seen)
+
+
+def snoozes(now: float) -> dict[str, float]:
+    return {row.system: row.until for row in Snooze.select().where(Snooze.until > now)}
+
+
+def commit(notices: list[Notice], rules: Rules, heartbeats: Heartbeats, shard: str,
+           held: set[int], cursor: tuple[str, str, int] | None = None) -> int:
+    """Save changed states, queue one alert per notice and action (held ones as `held`) and
+    move the cursor, in one transaction. Returns how many alerts were queued to send."""
+    now = time.time()
+    queued = 0
+    with state_db.atomic(lock_type="IMMEDIATE"):
+        _save_states(rules, heartbeats, shard)
+        for number, notice in enumerate(notices):
+            _incident(notice)
+            status = HELD if number in held else PENDING
+            for action in notice.actions:
+                Alert.create(created=now, time=notice.time, event=notice.event,
+                             source=notice.source, key=notice.key, system=notice.system,
+                             action=action, summary=notice.summary, notice=notice.to_json(),
+                             status=status, next_attempt=now)
+                queued += status == PENDING
+        if cursor:
+            name, origin, seq = cursor
+            NeelixCursor.insert(name=name, origin=origin, seq=seq).on_conflict(
+                conflict_target=[NeelixCursor.name, NeelixCursor.origin],
+                update={NeelixCursor.seq: seq}).execute()
+    rules.dirty.clear()
+    heartbeats.dirty.clear()
+    return queued
+
+
+def _save_states(rules: Rules, heartbeats: Heartbeats, shard: str) -> None:
+    for rule, key in rules.dirty:
+        throttle = rules.throttles.get((rule, key))
+        if throttle is None:
+            ThrottleState.delete().where((ThrottleState.shard == shard) &
+                                         (ThrottleState.rule == rule) &
+                                         (ThrottleState.key == key)).execute()
+        else:
+            ThrottleState.replace(shard=shard, rule=rule, key=key,
+                                  data=json.dumps(dataclasses.asdict(throttle),
+                                                  default=str)).execute()
+    for name, system in heartbeats.dirty:
+        beat = heartbeats.beats.get((name, system))
+        if beat is None:
+            BeatState.delete().where((BeatState.heartbeat == name) &
+                                     (BeatState.system == system)).execute()
+        else:
+            BeatState.replace(heartbeat=name, system=system, last_seen=beat.last_seen,
+                              down_since=beat.down_since, notified=beat.notified,
+                              seen=beat.seen).execute()
+
+
+def _incident(notice: Notice) -> None:
+    if notice.event == "down":
+        Incident.create(heartbeat=notice.source, system=notice.system, opened=notice.time,
+                        last_seen=notice.since or notice.time)
+    elif notice.event == "recovered":
+        Incident.update(closed=notice.time).where(
+            (Incident.heartbeat == notice.source) & (Incident.system == notice.system) &
+            Incident.closed.is_null()).execute()

@@ -1,0 +1,328 @@
+"""neelix's rules file (conf/neelix.ini) read into plain, validated data: rules, heartbeats,
+actions and maintenance windows. The old per-system format is translated into the same data.
+
+Every section and key is checked; a mistake stops neelix with file, section and key named.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from appliance import converters as c
+from appliance.errors import ConfigError
+from appliance.maintenance import Maintenance, parse_maintenance
+from appliance.notice import TEMPLATE_FIELDS
+from appliance.record import COLUMNS
+
+ALIASES = {"system": "system_id", "host": "sub_system_id"}
+# Rule keys that match a field against a list of glob patterns.
+PATTERN_KEYS = {"system": "system_id", "host": "sub_system_id", "logger": "logger",
+                "package_version": "package_version"}
+ACTION_TYPES = ("mail", "webhook", "record", "command")
+SECURITY = ("none", "starttls", "tls")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    patterns: tuple[tuple[str, tuple[str, ...]], ...]  # (column, globs)
+    fields: tuple[tuple[str, str], ...]                 # (column or extra key, exact value)
+    level: int | None
+    message: Any  # compiled regex or None
+    traceback: Any
+    threshold: int
+    window: float
+    key: tuple[str, ...]
+    realert: float
+    actions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    name: str
+    systems: tuple[str, ...] | None  # None: every system seen
+    silence: float
+    grace: float
+    remind: float
+    actions: tuple[str, ...]
+
+    def watches(self, system: str | None) -> bool:
+        return system is not None and (self.systems is None or system in self.systems)
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    type: str
+    options: dict[str, Any] = field(default_factory=dict)
+    retry_for: float = 86400.0
+
+
+@dataclass(frozen=True)
+class RuleBook:
+    rules: tuple[Rule, ...] = ()
+    heartbeats: tuple[Heartbeat, ...] = ()
+    actions: dict[str, Action] = field(default_factory=dict)
+    maintenance: tuple[Maintenance, ...] = ()
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What [neelix] in appliance.ini gives every mail action (and the old format's mail)."""
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    mail_from: str = "neelix@localhost"
+    retry_for: float = 86400.0
+
+
+def _template(text: str) -> Template:
+    template = Template(text.replace("\\n", "\n"))
+    if not template.is_valid():
+        raise ValueError("not a valid template (write fields as ${name}, a $ as $$)")
+    unknown = set(template.get_identifiers()) - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(TEMPLATE_FIELDS)}")
+    return template
+
+
+def _globs(text: str) -> tuple[str, ...]:
+    values = tuple(c.word_list(text))
+    if not values:
+        raise ValueError("give at least one value")
+    return values
+
+
+def _column(text: str) -> str:
+    name = ALIASES.get(text.strip(), text.strip())
+    if name not in COLUMNS:
+        raise ValueError(f"{text.strip()!r} is not a record field")
+    return name
+
+
+def _key(text: str) -> tuple[str, ...]:
+    return tuple(_column(word) for word in c.word_list(text)) or ("system_id",)
+
+
+def _level(text: str) -> int:
+    name = c.log_level(text)
+    return logging.getLevelName(name)
+
+
+def _threshold(text: str) -> tuple[int, float]:
+    """'5 in 10m' → (5, 600.0)."""
+    count, sep, window = text.partition(" in ")
+    if not sep:
+        raise ValueError(f"{text!r} is not 'N in DURATION', e.g. 5 in 10m")
+    return c.positive_int(count), c.duration(window)
+
+
+def _url(text: str) -> str:
+    value = text.strip()
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+def _argv(text: str) -> tuple[str, ...]:
+    argv = tuple(shlex.split(text))
+    if not argv:
+        raise ValueError("empty command")
+    return argv
+
+
+def _choice(options: tuple[str, ...]) -> Any:
+    def convert(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+        return value
+    return convert
+
+
+RULE_KEYS = {"level": _level, "message": c.regex, "traceback": c.regex,
+             "threshold": _threshold, "key": _key, "realert": c.duration,
+             "actions": c.word_list, **{k: _globs for k in PATTERN_KEYS}}
+HEARTBEAT_KEYS = {"systems": c.word_list, "silence": c.seconds, "grace": c.seconds,
+                  "remind": c.seconds, "actions": c.word_list}
+COMMON_ACTION_KEYS = {"type": _choice(ACTION_TYPES), "retry_for": c.duration}
+ACTION_KEYS = {
+    "mail": {"to": c.address_list, "from": c.text, "host": c.text, "port": c.port_number,
+             "security": _choice(SECURITY), "user": c.text, "password_env": c.text,
+             "password_file": c.text, "timeout": c.duration, "subject": _template,
+             "body": _template},
+    "webhook": {"url": _url, "timeout": c.duration, "format": _choice(("json", "slack"))},
+    "record": {"level": _level, "system_id": c.text},
+    "command": {"command": _argv, "timeout": c.duration},
+}
+ACTION_REQUIRED = {"mail": ("to",), "webhook": ("url",), "record": (), "command": ("command",)}
+LEGACY_KEYS = {"mail_to": c.address_list, "msg": c.text, "age": c.product}
+
+
+class _Reader:
+    """Turns one section's raw text into typed values, naming file/section/key on error."""
+
+    def __init__(self, path: Path, section: str, items: dict[str, str]) -> None:
+        self.path, self.section, self.items = path, section, items
+
+    def typed(self, known: dict[str, Any], lower: bool = False) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key, text in self.items.items():
+            name = key.lower() if lower else key
+            if name.startswith("field.") and "field." in known:
+                values.setdefault("field.", []).append((self._field(key), text.strip()))
+                continue
+            if name not in known:
+                shown = ", ".join(k + "NAME" if k.endswith(".") else k for k in known)
+                self.fail(f"unknown key; known here: {shown}", key)
+            try:
+                values[name] = known[name](text)
+            except ValueError as error:
+                self.fail(str(error), key)
+        return values
+
+    def _field(self, key: str) -> str:
+        name = key[len("field."):]
+        if not name:
+            self.fail("field. needs a field name, e.g. field.produkt_id", key)
+        return ALIASES.get(name, name)
+
+    def fail(self, message: str, key: str = "") -> None:
+        raise ConfigError(message, str(self.path), self.section, key)
+
+
+def load(path: str | Path, defaults: Defaults = Defaults()) -> RuleBook:
+    """Read and check a rules file; a missing file is an empty rule book."""
+    path = Path(path)
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment, method-assign]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        return RuleBook()
+    except OSError as error:
+        raise ConfigError(f"cannot read: {error.strerror}", str(path)) from None
+    except configparser.Error as error:
+        raise ConfigError(f"not a valid INI file: {error}", str(path)) from None
+    if parser.defaults():
+        raise ConfigError("a [DEFAULT] section is not supported", str(path), "DEFAULT")
+    return parse(parser, path, defaults)
+
+
+def parse(parser: configparser.ConfigParser, path: Path, defaults: Defaults) -> RuleBook:
+    rules: list[Rule] = []
+    heartbeats: list[Heartbeat] = []
+    actions: dict[str, Action] = {}
+    windows: list[Maintenance] = []
+    wanted: list[tuple[_Reader, tuple[str, ...]]] = []
+    for section in parser.sections():
+        reader = _Reader(path, section, dict(parser.items(section)))
+        kind, colon, name = section.partition(":")
+        if not colon:
+            _legacy(reader, section, defaults, rules, heartbeats, actions)
+            continue
+        if not name.strip():
+            reader.fail(f"[{kind}:NAME] needs a name")
+        if kind == "rule":
+            rules.append(_rule(reader, name))
+            wanted.append((reader, rules[-1].actions))
+        elif kind == "heartbeat":
+            heartbeats.append(_heartbeat(reader, name))
+            wanted.append((reader, heartbeats[-1].actions))
+        elif kind == "action":
+            actions[name] = _action(reader, name, defaults)
+        elif kind == "maintenance":
+            windows.append(parse_maintenance(reader, name))
+        else:
+            reader.fail("unknown section kind; use [rule:NAME], [heartbeat:NAME], "
+                        "[action:NAME], [maintenance:NAME] or the old [SYSTEM_ID]")
+    for reader, names in wanted:
+        for name in names:
+            if name not in actions:
+                reader.fail(f"unknown action {name!r}; defined: {', '.join(actions) or 'none'}",
+                            "actions")
+    for kind, items in (("rule", rules), ("heartbeat", heartbeats)):
+        seen = [item.name for item in items]
+        for name in set(seen):
+            if seen.count(name) > 1:
+                raise ConfigError(f"two {kind}s are called {name!r}", str(path))
+    return RuleBook(tuple(rules), tuple(heartbeats), actions, tuple(windows))
+
+
+def _rule(reader: _Reader, name: str) -> Rule:
+    v = reader.typed({**RULE_KEYS, "field.": None})
+    conditions = {"level", "message", "traceback", "field.", *PATTERN_KEYS}
+    if not conditions & set(v):
+        reader.fail("a rule needs at least one condition (system, host, logger, "
+                    "package_version, level, message, traceback or field.NAME)")
+    if not v.get("actions"):
+        reader.fail("a rule needs actions = NAME[, NAME…]", "actions")
+    count, window = v.get("threshold", (1, 0.0))
+    return Rule(name=name,
+                patterns=tuple((PATTERN_KEYS[k], v[k]) for k in PATTERN_KEYS if k in v),
+                fields=tuple(v.get("field.", ())), level=v.get("level"),
+                message=v.get("message"), traceback=v.get("traceback"),
+                threshold=count, window=window, key=v.get("key", ("system_id",)),
+                realert=v.get("realert", 600.0), actions=tuple(v["actions"]))
+
+
+def _heartbeat(reader: _Reader, name: str) -> Heartbeat:
+    v = reader.typed(HEARTBEAT_KEYS)
+    for key in ("systems", "silence", "actions"):
+        if not v.get(key):
+            reader.fail(f"a heartbeat needs {key}", key)
+    systems = tuple(v["systems"])
+    return Heartbeat(name=name, systems=None if systems == ("*",) else systems,
+                     silence=v["silence"], grace=v.get("grace", 0.0),
+                     remind=v.get("remind", 0.0), actions=tuple(v["actions"]))
+
+
+def _action(reader: _Reader, name: str, defaults: Defaults) -> Action:
+    kind = reader.items.get("type", "").strip().lower()
+    if kind not in ACTION_TYPES:
+        reader.fail(f"type must be one of {', '.join(ACTION_TYPES)}", "type")
+    v = reader.typed({**COMMON_ACTION_KEYS, **ACTION_KEYS[kind]})
+    for key in ACTION_REQUIRED[kind]:
+        if key not in v:
+            reader.fail(f"a {kind} action needs {key}", key)
+    if kind == "mail":
+        v.setdefault("host", defaults.smtp_host)
+        v.setdefault("port", defaults.smtp_port)
+        v.setdefault("from", defaults.mail_from)
+        if "user" in v and not ("password_env" in v or "password_file" in v):
+            reader.fail("user needs password_env or password_file (never the password "
+                        "itself in this file)", "user")
+    retry_for = v.pop("retry_for", defaults.retry_for)
+    v.pop("type")
+    return Action(name=name, type=kind, options=v, retry_for=retry_for)
+
+
+def _legacy(reader: _Reader, system: str, defaults: Defaults, rules: list[Rule],
+            heartbeats: list[Heartbeat], actions: dict[str, Action]) -> None:
+    """The old neelix's [SYSTEM_ID] MAIL_TO= MSG= AGE= section, as a rule and a heartbeat."""
+    v = reader.typed(LEGACY_KEYS, lower=True)
+    if "mail_to" not in v:
+        reader.fail("an old-format system section needs MAIL_TO (or use [rule:NAME], "
+                    "[heartbeat:NAME], [action:NAME])", "MAIL_TO")
+    action = f"{system}-mail"
+    actions[action] = Action(action, "mail", {"to": v["mail_to"], "host": defaults.smtp_host,
+                                              "port": defaults.smtp_port,
+                                              "from": defaults.mail_from},
+                             defaults.retry_for)
+    if v.get("msg"):
+        rules.append(Rule(name=system, patterns=(("system_id", (system,)),), fields=(),
+                          level=None, message=re.compile(re.escape(v["msg"])), traceback=None,
+                          threshold=1, window=0.0, key=("system_id",), realert=600.0,
+                          actions=(action,)))
+    if v.get("age"):
+        heartbeats.append(Heartbeat(name=system, systems=(system,), silence=float(v["age"]),
+                                    grace=0.0, remind=0.0, actions=(action,)))
