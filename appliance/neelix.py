@@ -68,7 +68,7 @@ class NeelixSink:
         self.heartbeats = Heartbeats(book.heartbeats, shard.owns)
         self.quiet = Quiet(book)
         self.live = False
-        self.matched = self.notices = self.held = 0
+        self.notices = self.held = 0
         self.clock = schedule.Scheduler()
         self.clock.every(check_interval).seconds.do(self.check)
         self._stats = Every(2.0)
@@ -84,9 +84,7 @@ class NeelixSink:
         for values in records:
             if values[_LOGGER] == ALERT_LOGGER:
                 continue
-            found = self.rules.observe(values)
-            self.matched += len(found)
-            notices += found
+            notices += self.rules.observe(values)
             notices += self.heartbeats.seen(values[_SYSTEM], values[_RECEIVED])
         self._commit(notices, (self.name, origin, last_seq))
 
@@ -95,7 +93,7 @@ class NeelixSink:
         self.clock.run_pending()
         if self._stats.due():
             write_stats(self.var_dir, f"neelix-{self.shard.label}",
-                        {"matched": self.matched, "notices": self.notices, "held": self.held,
+                        {"matched": self.rules.matched, "notices": self.notices, "held": self.held,
                          **self.dispatcher.counters()})
 
     def check(self) -> None:

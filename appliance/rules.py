@@ -75,11 +75,13 @@ class Rules:
         self.rules = {rule.name: rule for rule in rules}
         self.throttles: dict[tuple[str, str], Throttle] = {}
         self.dirty: set[tuple[str, str]] = set()
+        self.matched = 0  # records that met a rule, notified or held back
 
     def observe(self, values: list) -> list[Notice]:
         notices = []
         for rule in self.rules.values():
             if matches(rule, values):
+                self.matched += 1
                 notice = self._fire(rule, values)
                 if notice:
                     notices.append(notice)

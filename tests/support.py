@@ -3,6 +3,7 @@ clients in their own processes, readiness by probe record, never a bare sleep.""
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
@@ -63,6 +64,8 @@ class Instance:
         self.conf = self.dir / "supervisord.conf"
         self.ini = self.dir / "conf" / "appliance.ini"
         self.db_path = self.dir / "var" / "herald.sqlite"
+        self.state_path = self.dir / "var" / "neelix.sqlite"
+        self.rules_path = self.dir / "conf" / "neelix.ini"
         self.journal_dir = self.dir / "var" / "journal"
         if settings:
             self.set(**settings)
@@ -142,6 +145,27 @@ class Instance:
                     return []
                 raise
 
+    def alerts(self, where: str = "1", params: tuple = ()) -> list[dict]:
+        """Rows of neelix's alert outbox/history."""
+        if not self.state_path.exists():
+            return []
+        with sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=30) as db:
+            db.row_factory = sqlite3.Row
+            try:
+                return [dict(row) for row in db.execute(
+                    f"SELECT * FROM alert WHERE {where} ORDER BY id", params)]
+            except sqlite3.OperationalError as error:
+                if "no such table" in str(error):
+                    return []
+                raise
+
+    def stats(self, name: str) -> dict:
+        path = self.dir / "var" / "run" / f"{name}.stats.json"
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
     def count(self, where: str = "1", params: tuple = ()) -> int:
         rows = self.query(f"SELECT count(*) FROM record WHERE {where}", params)
         return rows[0][0] if rows else 0
@@ -180,6 +204,20 @@ class Instance:
         wait_until(lambda: self.count(where, params) >= expected, timeout,
                    f"{expected} records where {where}",
                    lambda: f"have {self.count(where, params)}\n{self.diagnostics()}")
+
+
+def send_records(port: int, *records: tuple[int, str, str]) -> float:
+    """Log (level, message, system_id) records through one stdlib SocketHandler; returns
+    the time the last one was handed over."""
+    handler = logging.handlers.SocketHandler("127.0.0.1", port)
+    logger = logging.Logger("service")
+    logger.addHandler(handler)
+    try:
+        for level, message, system in records:
+            logger.log(level, message, extra={"SYSTEM_ID": system})
+        return time.time()
+    finally:
+        handler.close()
 
 
 def start_client(port: int, count: int, system_id: str, *, udp: bool = False,

@@ -1,0 +1,58 @@
+"""The old neelix's per-system rules file works unchanged: a matching record is mailed within
+2 s, others are not; a silent system gets one DOWN mail and one RECOVERED when it resumes."""
+
+from __future__ import annotations
+
+import logging
+
+from support import send_records, wait_until
+
+OLD_FORMAT = """\
+[ch2eu]
+MAIL_TO = ops@example.org,oncall@example.org
+MSG = Traceback
+AGE = 60*60*2
+
+[batch_job]
+MAIL_TO = ops@example.org
+AGE = 2*3
+"""
+
+
+def test_matching_record_is_mailed_within_two_seconds(neelix, mail):
+    inst = neelix(OLD_FORMAT)
+    send_records(inst.port, (logging.ERROR, "all fine, no trace here", "ch2eu"),
+                 (logging.ERROR, "Traceback in another system", "other"),
+                 (logging.INFO, "ch2eu is fine", "ch2eu"))
+    sent = send_records(inst.port, (logging.ERROR, "Traceback (most recent call last)",
+                                    "ch2eu"))
+    first = wait_until(mail.received, 10, "a mail", inst.diagnostics)[0]
+    assert first.at - sent < 2.0, f"mail took {first.at - sent:.2f}s"
+    assert sorted(first.recipients) == ["oncall@example.org", "ops@example.org"]
+    assert "ch2eu" in first.subject and "Traceback (most recent call last)" in first.body
+    # Records are matched in order: the three before it were seen and did not match.
+    stats = wait_until(lambda: inst.stats("neelix-0of1").get("matched"), 10, "stats")
+    assert stats == 1
+    assert len(mail.received()) == 1
+
+
+def test_silent_system_gets_one_down_and_one_recovered_mail(neelix, mail):
+    inst = neelix(OLD_FORMAT)
+    last = send_records(inst.port, (logging.INFO, "job ran", "batch_job"))
+    down = wait_until(lambda: mail.received("DOWN"), 6 + 10, "a DOWN mail",
+                      inst.diagnostics)
+    assert down[0].at - last <= 6 + 5, f"DOWN after {down[0].at - last:.1f}s silence"
+    assert "batch_job" in down[0].subject
+    # Silence goes on: still exactly one DOWN (no repeat on every check).
+    wait_until(lambda: inst.stats("neelix-0of1").get("time", 0) > down[0].at + 3, 10,
+               "neelix running 3 s past the DOWN")
+    assert len(mail.received("DOWN")) == 1
+    send_records(inst.port, (logging.INFO, "job ran again", "batch_job"))
+    recovered = wait_until(lambda: mail.received("RECOVERED"), 10, "a RECOVERED mail",
+                           inst.diagnostics)
+    assert len(recovered) == 1 and "batch_job" in recovered[0].subject
+    assert len(mail.received("DOWN")) == 1
+    # ch2eu has AGE 2h: no mail about it.
+    assert not [m for m in mail.received() if "ch2eu" in m.subject]
+    closed = inst.alerts("event = 'recovered'")
+    assert len(closed) == 1 and closed[0]["status"] == "sent"
