@@ -11,7 +11,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from appliance.query import (
@@ -96,17 +96,22 @@ class RecordStore:
         return all(self.rows("SELECT 1 FROM facet WHERE field = ? AND value = ? LIMIT 1",
                              (name, value)) for name, value in query.equals.items())
 
-    def systems(self, now: float | None = None) -> list[dict]:
-        """Per system: hosts, last record, records and errors in the last hour, versions."""
+    def systems(self, now: float | None = None, also: Iterable[str] = ()) -> list[dict]:
+        """Per system: hosts, last record, records and errors in the last hour, versions.
+        Systems in `also` (those neelix watches) are listed even if they never logged."""
         now = time.time() if now is None else now
         hour = now - 3600
         summary: dict[str, dict] = {}
+
+        def entry(system_id: str) -> dict:
+            return summary.setdefault(system_id, {
+                "system_id": system_id, "hosts": [], "versions": [], "last_seen": None,
+                "records": 0, "last_hour": 0, "errors_last_hour": 0})
+
         for row in self.rows("SELECT field, value, system_id, first_seen, last_seen, count "
                              "FROM facet WHERE field IN ('system_id', 'sub_system_id', "
                              "'package_version') ORDER BY system_id, first_seen"):
-            system = summary.setdefault(row["system_id"], {
-                "system_id": row["system_id"], "hosts": [], "versions": [], "last_seen": None,
-                "records": 0, "last_hour": 0, "errors_last_hour": 0})
+            system = entry(row["system_id"])
             if row["field"] == "system_id":
                 system["last_seen"], system["records"] = row["last_seen"], row["count"]
             elif row["field"] == "sub_system_id":
@@ -123,6 +128,8 @@ class RecordStore:
             if row["system_id"] in summary:
                 summary[row["system_id"]]["last_hour"] = row["n"]
                 summary[row["system_id"]]["errors_last_hour"] = row["errors"]
+        for system_id in also:
+            entry(system_id)
         return sorted((s for s in summary.values() if s["system_id"]),
                       key=lambda s: s["system_id"])
 

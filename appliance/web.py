@@ -1,8 +1,10 @@
-"""The herald web viewer: records table with histogram and live tail, record details, systems,
-a JSON API with exports, optional login with an admin purge. Read-only except that purge.
+"""The herald web viewer: records table with histogram and live tail, record details, systems
+with their heartbeats, neelix's alerts, a JSON API with exports, optional login with an admin
+purge. Read-only except that purge.
 
 A bottle app served by waitress (threads) on the stage's web port; queries go through
-query.py and store.py; auth.py signs sessions and CSRF tokens.
+query.py and store.py, neelix's state file through alert_store.py; auth.py signs sessions
+and CSRF tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from urllib.parse import urlencode
 
 import bottle
 
-from appliance import histogram, web_access
+from appliance import alert_store, histogram, web_access
 from appliance.query import (
     EQUALITY_FIELDS,
     LEVELS,
@@ -49,7 +51,7 @@ HEADERS = {
 }
 
 
-def make_app(store: RecordStore, access: web_access.Access,
+def make_app(store: RecordStore, alerts: alert_store.AlertStore, access: web_access.Access,
              purge: Callable[[float], int] | None = None) -> bottle.Bottle:
     app = bottle.Bottle()
     lookup = [str(HERE / "templates")]
@@ -124,7 +126,38 @@ def make_app(store: RecordStore, access: web_access.Access,
 
     @app.get("/systems")
     def systems_page() -> str:
-        return render("systems", systems=store.systems())
+        return render("systems", **systems())
+
+    def systems() -> dict:
+        """Every system that logged or that neelix watches, with its heartbeat state."""
+        watch = alerts.watch(time.time())
+        rows = store.systems(also=watch.systems() if watch else ())
+        for row in rows:
+            row["heartbeat"] = watch.state(row["system_id"]) if watch \
+                else dict(alert_store.NOT_RUN)
+        return {"systems": rows, "neelix_has_run": watch is not None}
+
+    def alert_history() -> dict:
+        """Open incidents, running snoozes and a page of alerts, newest first."""
+        try:
+            query = alert_store.parse(dict(bottle.request.query.decode().allitems()))
+        except QueryError as error:
+            raise bottle.HTTPError(400, str(error)) from None
+        rows, older = alerts.alerts(query)
+        return {"neelix_has_run": alerts.has_run(), "incidents": alerts.incidents(query.system),
+                "snoozes": alerts.snoozes(time.time()), "alerts": rows,
+                "next": {"before": older} if older is not None else None}
+
+    @app.get("/alerts")
+    def alerts_page() -> str:
+        history = alert_history()
+        params = {k: v for k, v in shown_params().items() if k != "before"}
+        return render("alerts", params=params, paged="before" in shown_params(),
+                      statuses=alert_store.STATUSES, events=alert_store.EVENTS, **history)
+
+    @app.get("/api/alerts")
+    def api_alerts() -> dict:
+        return alert_history()
 
     @app.get("/api/records")
     def api_records() -> dict:
@@ -150,7 +183,7 @@ def make_app(store: RecordStore, access: web_access.Access,
 
     @app.get("/api/systems")
     def api_systems() -> dict:
-        return {"systems": store.systems()}
+        return systems()
 
     @app.get("/api/histogram")
     def api_histogram() -> dict:
@@ -268,9 +301,10 @@ def main(argv: list[str] | None = None) -> None:
         time.sleep(1)
     access = web_access.Access(config.web, config.appliance.var_dir / "web.secret",
                                config.appliance.bind)
-    app = make_app(RecordStore(db), access,
+    app = make_app(RecordStore(db), alert_store.AlertStore(config.neelix.state), access,
                    purge=lambda cutoff: purge_older_than(db, cutoff, config.writer.delete_batch))
-    log.info("herald web on http://%s:%d/ reading %s (login %s)", config.appliance.bind,
-             config.web.port, db, "on" if access.login else "off")
+    log.info("herald web on http://%s:%d/ reading %s and %s (login %s)",
+             config.appliance.bind, config.web.port, db, config.neelix.state,
+             "on" if access.login else "off")
     waitress.serve(app, host=config.appliance.bind, port=config.web.port,
                    threads=config.web.threads, ident="herald")

@@ -8,7 +8,7 @@
 <body>
 <header>
   <a href="/" class="brand">herald</a>
-  <nav class="top"><a href="/">records</a> <a href="/systems">systems</a>
+  <nav class="top"><a href="/">records</a> <a href="/systems">systems</a> <a href="/alerts">alerts</a>
 % if user is not None and user.admin:
   <a href="/admin">admin</a>
 % end

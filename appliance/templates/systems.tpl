@@ -16,7 +16,18 @@
     <span class="version">{{v['version']}} ({{fmt_time(v['first_seen'])}})</span>
 %   end
   </td>
-  <td class="heartbeat">—</td>
+%   hb = s['heartbeat']
+%   if hb['state'] == 'down':
+  <td class="heartbeat hb-down">DOWN since {{fmt_time(hb['down_since'])}}{{' · snoozed until ' + fmt_time(hb['snoozed_until']) if hb['snoozed_until'] else ''}}</td>
+%   elif hb['state'] == 'snoozed':
+  <td class="heartbeat hb-snoozed">snoozed until {{fmt_time(hb['snoozed_until'])}}</td>
+%   elif hb['state'] == 'up':
+  <td class="heartbeat hb-up">UP{{'' if hb['last_seen'] else ' (no record yet)'}}</td>
+%   elif hb['state'] == 'not watched':
+  <td class="heartbeat hb-none">not watched</td>
+%   else:
+  <td class="heartbeat hb-none">—</td>
+%   end
 </tr>
 % end
 </tbody>
@@ -24,4 +35,6 @@
 % if not systems:
 <p id="empty">No systems have logged yet.</p>
 % end
-<p class="note">Heartbeat states appear here once neelix watches the systems.</p>
+% if not neelix_has_run:
+<p class="note" id="neelix-not-run">neelix has not run yet: no heartbeat states.</p>
+% end
