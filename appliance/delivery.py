@@ -31,10 +31,12 @@ def backoff(attempts: int, max_delay: float) -> float:
 class Courier(threading.Thread):
     """Delivers one action's alerts in order of their id, each when its retry is due."""
 
-    def __init__(self, action: Action, context: Context, max_delay: float,
+    def __init__(self, action: Action, shard: str, context: Context, max_delay: float,
                  stopping: threading.Event) -> None:
         super().__init__(name=f"courier-{action.name}", daemon=True)
         self.action, self.context, self.max_delay = action, context, max_delay
+        self.mine = (Alert.status == PENDING) & (Alert.shard == shard) & \
+            (Alert.action == action.name)
         self.stopping = stopping
         self.wake = threading.Event()
         self.sent = self.failed = self.retried = 0
@@ -55,14 +57,11 @@ class Courier(threading.Thread):
         state_db.close()
 
     def _next_due(self) -> Alert | None:
-        return (Alert.select().where((Alert.status == PENDING) &
-                                     (Alert.action == self.action.name) &
-                                     (Alert.next_attempt <= time.time()))
+        return (Alert.select().where(self.mine & (Alert.next_attempt <= time.time()))
                 .order_by(Alert.id).first())
 
     def _idle_wait(self) -> float:
-        upcoming = (Alert.select(Alert.next_attempt)
-                    .where((Alert.status == PENDING) & (Alert.action == self.action.name))
+        upcoming = (Alert.select(Alert.next_attempt).where(self.mine)
                     .order_by(Alert.next_attempt).first())
         if upcoming is None:
             return IDLE_POLL
@@ -99,9 +98,10 @@ class Courier(threading.Thread):
 class Dispatcher:
     """The couriers of every action in the rule book."""
 
-    def __init__(self, actions: dict[str, Action], context: Context, max_delay: float) -> None:
+    def __init__(self, actions: dict[str, Action], shard: str, context: Context,
+                 max_delay: float) -> None:
         self.stopping = threading.Event()
-        self.couriers = {name: Courier(action, context, max_delay, self.stopping)
+        self.couriers = {name: Courier(action, shard, context, max_delay, self.stopping)
                          for name, action in actions.items()}
 
     def start(self) -> None:

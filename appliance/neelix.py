@@ -109,6 +109,8 @@ class NeelixSink:
 
     def _commit(self, notices: list[Notice], cursor: tuple[str, str, int] | None) -> None:
         now = time.time()
+        if notices:
+            self.quiet.refresh(now)  # a snooze made a moment ago counts
         hold = held(notices, self.quiet, now)
         queued = state.commit(notices, self.rules, self.heartbeats, self.shard.label, hold,
                               cursor)
@@ -121,8 +123,16 @@ class NeelixSink:
             self.dispatcher.wake()
 
 
-def fail_orphans(book: RuleBook) -> None:
-    """Alerts queued for an action the rules no longer have can never go: say so."""
+def adopt_orphans(book: RuleBook, shard: Shard) -> None:
+    """Alerts queued by shards of an earlier numprocs are taken over by shard 0; alerts for
+    an action the rules no longer have can never go: say so."""
+    if shard.index == 0:
+        adopted = (Alert.update(shard=shard.label)
+                   .where((Alert.status == PENDING) &
+                          ~Alert.shard.endswith(f"of{shard.count}")).execute())
+        if adopted:
+            log.warning("took over %d queued alerts of shards from another numprocs",
+                        adopted)
     orphans = (Alert.update(status=FAILED, last_error="action no longer in the rules")
                .where((Alert.status == PENDING) & Alert.action.not_in(list(book.actions)))
                .execute())
@@ -138,10 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     book = rule_book(config)
     settings = config.neelix
     state.open_state(settings.state)
-    fail_orphans(book)
+    adopt_orphans(book, args.shard)
     host = "127.0.0.1" if config.appliance.bind in ("0.0.0.0", "::") else config.appliance.bind
     context = Context(config.appliance.instance, host, config.ingestor.port, settings.web_url)
-    dispatcher = Dispatcher(book.actions, context, settings.retry_max_delay)
+    dispatcher = Dispatcher(book.actions, args.shard.label, context, settings.retry_max_delay)
     stop = StopFlag()
     name = f"neelix-{args.shard.label}"
     sink = NeelixSink(name, book, args.shard, settings.check_interval, dispatcher,

@@ -7,6 +7,7 @@ They read the same config and rules as the neelix process and use its pure cores
 from __future__ import annotations
 
 import argparse
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -63,7 +64,6 @@ def dry_run(argv: list[str]) -> None:
     now = time.time()
     start = now - args.since
     rules, beats = Rules(book.rules), Heartbeats(book.heartbeats, lambda _system: True)
-    beats.start(start)
     windows = book.maintenance
 
     def quiet(system: str | None, when: float) -> bool:
@@ -76,16 +76,18 @@ def dry_run(argv: list[str]) -> None:
         if values[INDEX["logger"]] == ALERT_LOGGER:
             continue
         when = values[INDEX["received"]]
+        if scanned == 1:
+            beats.start(when)  # listed systems are watched from the first stored record
         fired += rules.due_digests(when) + beats.check(when, quiet)
         fired += rules.observe(values) + beats.seen(values[INDEX["system_id"]], when)
-    fired += rules.due_digests(now) + beats.check(now, quiet)
+    fired += beats.check(now, quiet) + rules.due_digests(math.inf)  # digests due later too
     held = 0
     for notice in fired:
         hold = notice.event != "recovered" and quiet(notice.system, notice.time)
         held += hold
+        note = "  (held: maintenance)" if hold else "  (due later)" if notice.time > now else ""
         print(f"{when_text(notice.time)}  {notice.event:9} {notice.source:20} -> "
-              f"{','.join(notice.actions)}{'  (held: maintenance)' if hold else ''}\n"
-              f"    {notice.summary}")
+              f"{','.join(notice.actions)}{note}\n    {notice.summary}")
     print(f"{len(fired)} notices would have fired ({held} held by maintenance windows) over "
           f"{scanned} records since {when_text(start)}; nothing was sent.")
 

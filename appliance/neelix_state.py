@@ -82,6 +82,7 @@ class Alert(_Model):
     """One notice for one action: queued, then sent, failed or held (maintenance/snooze)."""
 
     id = pw.AutoField()
+    shard = pw.TextField(default="0of1")  # the neelix shard that queued it delivers it
     created = pw.DoubleField()
     time = pw.DoubleField()
     event = pw.TextField()
@@ -98,7 +99,7 @@ class Alert(_Model):
     sent = pw.DoubleField(null=True)
 
     class Meta:
-        indexes = ((("status", "action", "next_attempt"), False),)
+        indexes = ((("status", "shard", "action", "next_attempt"), False),)
 
 
 MODELS = (NeelixCursor, ThrottleState, BeatState, Incident, Snooze, Alert)
@@ -147,7 +148,7 @@ def commit(notices: list[Notice], rules: Rules, heartbeats: Heartbeats, shard: s
             _incident(notice)
             status = HELD if number in held else PENDING
             for action in notice.actions:
-                Alert.create(created=now, time=notice.time, event=notice.event,
+                Alert.create(shard=shard, created=now, time=notice.time, event=notice.event,
                              source=notice.source, key=notice.key, system=notice.system,
                              action=action, summary=notice.summary, notice=notice.to_json(),
                              status=status, next_attempt=now)

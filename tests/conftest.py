@@ -31,8 +31,10 @@ def mail():
 def neelix(instance, mail):
     """make(rules) → a started instance whose neelix mails `mail` and whose rules are `rules`."""
     def make(rules: str, *, programs: tuple[str, ...] = ("ingestor", "writer", "neelix"),
-             **settings) -> Instance:
+             shards: int = 1, **settings) -> Instance:
         inst = instance(**settings)
+        if shards > 1:
+            inst.scale("neelix", shards)
         inst.set(neelix={"smtp_host": "127.0.0.1", "smtp_port": mail.port,
                          "check_interval": "500ms"})
         inst.rules_path.write_text(rules)
