@@ -144,7 +144,7 @@ def word_list(text: str) -> list[str]:
 def product(text: str) -> int:
     """The old neelix AGE: a whole number or a product of them ('60*60*2'), never eval'd."""
     factors = text.split("*")
-    if not all(factor.strip().isdigit() for factor in factors):
+    if not all(re.fullmatch(r"\s*[0-9]+\s*", factor) for factor in factors):
         raise ValueError(f"{text!r} is not a number of seconds or a product like 60*60*2")
     value = 1
     for factor in factors:
@@ -173,8 +173,9 @@ def address_list(text: str) -> list[str]:
     if not addresses:
         raise ValueError("no address given")
     for address in addresses:
-        local, at, domain = address.rpartition("@")
-        if not at or not local or not domain or any(ch in address for ch in " <>\r\n"):
+        local, at, domain = address.partition("@")
+        if not at or not local or not domain or "@" in domain or \
+                any(ch in address for ch in " <>;\r\n"):
             raise ValueError(f"{address!r} is not an e-mail address")
     return addresses
 
@@ -185,6 +186,6 @@ def clock_range(text: str) -> tuple[int, int]:
     if not match:
         raise ValueError(f"{text!r} is not a time range like 02:00-04:30")
     h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59:
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
         raise ValueError(f"{text!r} is not a time range like 02:00-04:30")
     return h1 * 60 + m1, h2 * 60 + m2

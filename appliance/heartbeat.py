@@ -39,7 +39,7 @@ class Heartbeats:
             del self.beats[key]
             self.dirty.add(key)
         for heartbeat in self.heartbeats.values():
-            for system in heartbeat.systems or ():
+            for system in heartbeat.systems:
                 if self.owns(system) and (heartbeat.name, system) not in self.beats:
                     self.beats[(heartbeat.name, system)] = Beat(now, seen=False)
                     self.dirty.add((heartbeat.name, system))

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance import converters as c
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(frozen=True)
 class Maintenance:
     name: str
-    systems: tuple[str, ...] | None  # None: every system
+    systems: tuple[str, ...] | None  # glob patterns; None: every system
     start: float | None = None        # one-off window, epoch seconds
     end: float | None = None
     minutes: tuple[int, int] | None = None  # recurring: minutes of the day
@@ -27,7 +29,8 @@ class Maintenance:
     zone: Any = datetime.UTC
 
     def covers(self, system: str | None, when: float) -> bool:
-        if self.systems is not None and system not in self.systems:
+        if self.systems is not None and not any(
+                fnmatchcase(system or "", pattern) for pattern in self.systems):
             return False
         if self.start is not None and self.end is not None:
             return self.start <= when < self.end
@@ -46,9 +49,11 @@ class Maintenance:
 def _days(text: str) -> frozenset[int]:
     days = set()
     for word in c.word_list(text.lower()):
-        if word[:3] not in DAYS:
-            raise ValueError(f"{word!r} is not a weekday (mon, tue, … sun)")
+        if word[:3] not in DAYS or word not in (word[:3], NAMES[DAYS.index(word[:3])]):
+            raise ValueError(f"{word!r} is not a weekday (mon, tue, … sun or monday, …)")
         days.add(DAYS.index(word[:3]))
+    if not days:
+        raise ValueError("give at least one weekday (mon, tue, … sun)")
     return frozenset(days)
 
 
@@ -76,7 +81,10 @@ def parse_maintenance(reader: Any, name: str) -> Maintenance:
     """One [maintenance:NAME] section; `reader` is rulebook's section reader."""
     v = reader.typed(KEYS)
     zone = v.get("timezone", datetime.UTC)
-    systems = tuple(v.get("systems") or ("*",))
+    if not v.get("systems"):
+        reader.fail("a window needs systems (patterns like ch2*, or * for every system)",
+                    "systems")
+    systems = tuple(v["systems"])
     chosen = None if systems == ("*",) else systems
     if "start" in v or "end" in v:
         if "start" not in v or "end" not in v or "daily" in v or "days" in v:

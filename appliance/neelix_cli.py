@@ -15,7 +15,6 @@ from pathlib import Path
 from appliance import converters as c
 from appliance import neelix_state as state
 from appliance.config import load as load_config
-from appliance.errors import ConfigError
 from appliance.heartbeat import Heartbeats
 from appliance.neelix import rule_book
 from appliance.notice import Notice, when_text
@@ -94,7 +93,8 @@ def dry_run(argv: list[str]) -> None:
 
 def _records(db: Path, start: float):  # noqa: ANN202 - a generator of value lists
     if not Path(db).exists():
-        raise ConfigError("no herald database yet (has the writer run?)", str(db))
+        raise SystemExit(f"appliance neelix test: no herald database at {db} yet "
+                         "(has the writer run?)")
     connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         sql = (f"SELECT id, {', '.join(COLUMNS)} FROM record "  # noqa: S608 - schema names

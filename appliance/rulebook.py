@@ -11,6 +11,7 @@ import logging
 import re
 import shlex
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -47,14 +48,16 @@ class Rule:
 @dataclass(frozen=True)
 class Heartbeat:
     name: str
-    systems: tuple[str, ...] | None  # None: every system seen
+    systems: tuple[str, ...]   # listed names: watched from neelix's start
+    patterns: tuple[str, ...]  # globs (* is every system): watched once seen
     silence: float
     grace: float
     remind: float
     actions: tuple[str, ...]
 
     def watches(self, system: str | None) -> bool:
-        return system is not None and (self.systems is None or system in self.systems)
+        return system is not None and (system in self.systems or any(
+            fnmatchcase(system, pattern) for pattern in self.patterns))
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,8 @@ def _choice(options: tuple[str, ...]) -> Any:
 RULE_KEYS = {"level": _level, "message": c.regex, "traceback": c.regex,
              "threshold": _threshold, "key": _key, "realert": c.duration,
              "actions": c.word_list, **{k: _globs for k in PATTERN_KEYS}}
-HEARTBEAT_KEYS = {"systems": c.word_list, "silence": c.seconds, "grace": c.seconds,
-                  "remind": c.seconds, "actions": c.word_list}
+HEARTBEAT_KEYS = {"systems": c.word_list, "silence": c.at_least(c.seconds, 1.0, "1s"),
+                  "grace": c.seconds, "remind": c.seconds, "actions": c.word_list}
 COMMON_ACTION_KEYS = {"type": _choice(ACTION_TYPES), "retry_for": c.duration}
 ACTION_KEYS = {
     "mail": {"to": c.address_list, "from": c.text, "host": c.text, "port": c.port_number,
@@ -164,7 +167,8 @@ ACTION_KEYS = {
     "command": {"command": _argv, "timeout": c.duration},
 }
 ACTION_REQUIRED = {"mail": ("to",), "webhook": ("url",), "record": (), "command": ("command",)}
-LEGACY_KEYS = {"mail_to": c.address_list, "msg": c.text, "age": c.product}
+LEGACY_KEYS = {"mail_to": c.address_list, "msg": c.text,
+               "age": c.at_least(c.product, 1, "1 second")}
 
 
 class _Reader:
@@ -173,10 +177,18 @@ class _Reader:
     def __init__(self, path: Path, section: str, items: dict[str, str]) -> None:
         self.path, self.section, self.items = path, section, items
 
-    def typed(self, known: dict[str, Any], lower: bool = False) -> dict[str, Any]:
+    def typed(self, known: dict[str, Any]) -> dict[str, Any]:
+        """Keys are case-insensitive (the old format wrote them upper-case); only the NAME of
+        field.NAME keeps its case, as extra attributes do."""
         values: dict[str, Any] = {}
+        seen: set[str] = set()
         for key, text in self.items.items():
-            name = key.lower() if lower else key
+            name = key.lower()
+            if name.startswith("field.") and "field." in known:
+                name = "field." + key[len("field."):]
+            if name in seen:
+                self.fail("given twice (keys are case-insensitive)", key)
+            seen.add(name)
             if name.startswith("field.") and "field." in known:
                 values.setdefault("field.", []).append((self._field(key), text.strip()))
                 continue
@@ -208,9 +220,16 @@ def load(path: str | Path, defaults: Defaults = Defaults()) -> RuleBook:
         with open(path, encoding="utf-8") as handle:
             parser.read_file(handle)
     except FileNotFoundError:
-        return RuleBook()
+        raise ConfigError("no rules file here (`appliance init` writes a starter; an empty "
+                          "file means no rules)", str(path)) from None
     except OSError as error:
         raise ConfigError(f"cannot read: {error.strerror}", str(path)) from None
+    except configparser.DuplicateOptionError as error:
+        raise ConfigError(f"given twice (line {error.lineno})", str(path), error.section,
+                          error.option) from None
+    except configparser.DuplicateSectionError as error:
+        raise ConfigError(f"section given twice (line {error.lineno})", str(path),
+                          error.section) from None
     except configparser.Error as error:
         raise ConfigError(f"not a valid INI file: {error}", str(path)) from None
     if parser.defaults():
@@ -226,11 +245,12 @@ def parse(parser: configparser.ConfigParser, path: Path, defaults: Defaults) -> 
     wanted: list[tuple[_Reader, tuple[str, ...]]] = []
     for section in parser.sections():
         reader = _Reader(path, section, dict(parser.items(section)))
-        kind, colon, name = section.partition(":")
+        kind, colon, name = (part.strip() for part in section.partition(":"))
         if not colon:
-            _legacy(reader, section, defaults, rules, heartbeats, actions)
+            _legacy(reader, kind, defaults, rules, heartbeats, actions)
+            _unique(reader, rules, heartbeats, actions)
             continue
-        if not name.strip():
+        if not name:
             reader.fail(f"[{kind}:NAME] needs a name")
         if kind == "rule":
             rules.append(_rule(reader, name))
@@ -239,23 +259,32 @@ def parse(parser: configparser.ConfigParser, path: Path, defaults: Defaults) -> 
             heartbeats.append(_heartbeat(reader, name))
             wanted.append((reader, heartbeats[-1].actions))
         elif kind == "action":
+            if name in actions:
+                reader.fail(f"an action called {name!r} is already defined (the old format's "
+                            "[SYSTEM] sections define SYSTEM-mail)")
             actions[name] = _action(reader, name, defaults)
         elif kind == "maintenance":
             windows.append(parse_maintenance(reader, name))
         else:
             reader.fail("unknown section kind; use [rule:NAME], [heartbeat:NAME], "
                         "[action:NAME], [maintenance:NAME] or the old [SYSTEM_ID]")
+        _unique(reader, rules, heartbeats, actions)
     for reader, names in wanted:
         for name in names:
             if name not in actions:
                 reader.fail(f"unknown action {name!r}; defined: {', '.join(actions) or 'none'}",
                             "actions")
-    for kind, items in (("rule", rules), ("heartbeat", heartbeats)):
-        seen = [item.name for item in items]
-        for name in set(seen):
-            if seen.count(name) > 1:
-                raise ConfigError(f"two {kind}s are called {name!r}", str(path))
     return RuleBook(tuple(rules), tuple(heartbeats), actions, tuple(windows))
+
+
+def _unique(reader: _Reader, rules: list[Rule], heartbeats: list[Heartbeat],
+            actions: dict[str, Action]) -> None:
+    """The section just read must not reuse a rule's or heartbeat's name."""
+    for kind, items in (("rule", rules), ("heartbeat", heartbeats)):
+        names = [item.name for item in items]
+        if len(set(names)) < len(names):
+            reader.fail(f"a {kind} called {names[-1]!r} is already defined (an old-format "
+                        f"[SYSTEM] section defines a rule and a heartbeat named SYSTEM)")
 
 
 def _rule(reader: _Reader, name: str) -> Rule:
@@ -280,10 +309,11 @@ def _heartbeat(reader: _Reader, name: str) -> Heartbeat:
     for key in ("systems", "silence", "actions"):
         if not v.get(key):
             reader.fail(f"a heartbeat needs {key}", key)
-    systems = tuple(v["systems"])
-    return Heartbeat(name=name, systems=None if systems == ("*",) else systems,
-                     silence=v["silence"], grace=v.get("grace", 0.0),
-                     remind=v.get("remind", 0.0), actions=tuple(v["actions"]))
+    listed = tuple(s for s in v["systems"] if not any(ch in s for ch in "*?["))
+    patterns = tuple(s for s in v["systems"] if s not in listed)
+    return Heartbeat(name=name, systems=listed, patterns=patterns, silence=v["silence"],
+                     grace=v.get("grace", 0.0), remind=v.get("remind", 0.0),
+                     actions=tuple(v["actions"]))
 
 
 def _action(reader: _Reader, name: str, defaults: Defaults) -> Action:
@@ -309,11 +339,16 @@ def _action(reader: _Reader, name: str, defaults: Defaults) -> Action:
 def _legacy(reader: _Reader, system: str, defaults: Defaults, rules: list[Rule],
             heartbeats: list[Heartbeat], actions: dict[str, Action]) -> None:
     """The old neelix's [SYSTEM_ID] MAIL_TO= MSG= AGE= section, as a rule and a heartbeat."""
-    v = reader.typed(LEGACY_KEYS, lower=True)
+    v = reader.typed(LEGACY_KEYS)
+    if "msg" in v and not v["msg"]:
+        reader.fail("MSG is empty: leave it out to mail on silence only", "MSG")
     if "mail_to" not in v:
         reader.fail("an old-format system section needs MAIL_TO (or use [rule:NAME], "
                     "[heartbeat:NAME], [action:NAME])", "MAIL_TO")
     action = f"{system}-mail"
+    if action in actions:
+        reader.fail(f"an action called {action!r} is already defined; this section needs "
+                    "that name for its MAIL_TO")
     actions[action] = Action(action, "mail", {"to": v["mail_to"], "host": defaults.smtp_host,
                                               "port": defaults.smtp_port,
                                               "from": defaults.mail_from},
@@ -324,5 +359,6 @@ def _legacy(reader: _Reader, system: str, defaults: Defaults, rules: list[Rule],
                           threshold=1, window=0.0, key=("system_id",), realert=600.0,
                           actions=(action,)))
     if v.get("age"):
-        heartbeats.append(Heartbeat(name=system, systems=(system,), silence=float(v["age"]),
+        heartbeats.append(Heartbeat(name=system, systems=(system,), patterns=(),
+                                    silence=float(v["age"]),
                                     grace=0.0, remind=0.0, actions=(action,)))

@@ -44,7 +44,7 @@ def matches(rule: Rule, values: list) -> bool:
                 if extra is None:
                     extra = _extra(values[_EXTRA])
                 value = extra.get(name)
-            if value is None or _text(value) != wanted:
+            if value is None or not _equal(value, wanted):
                 return False
     return True
 
@@ -95,7 +95,7 @@ class Rules:
         self.dirty.add(key)
         count = 1
         if rule.threshold > 1:
-            throttle.times = [t for t in throttle.times if t > when - rule.window] + [when]
+            throttle.times = [t for t in throttle.times if t >= when - rule.window] + [when]
             if len(throttle.times) < rule.threshold:
                 return None
             count, throttle.times = len(throttle.times), []
@@ -128,7 +128,7 @@ class Rules:
                 throttle.until += rule.realert
                 self.dirty.add(key)
             if rule.threshold > 1 and throttle.times:
-                kept = [t for t in throttle.times if t > now - rule.window]
+                kept = [t for t in throttle.times if t >= now - rule.window]
                 if kept != throttle.times:
                     throttle.times = kept
                     self.dirty.add(key)
@@ -146,7 +146,14 @@ def _extra(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value: object) -> str:
+def _equal(value: object, wanted: str) -> bool:
+    """A field's value against the rule's text: booleans as true/false (any case), numbers
+    by value (42 == 42.0), everything else as text."""
     if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+        return wanted.lower() == ("true" if value else "false")
+    if isinstance(value, (int, float)):
+        try:
+            return float(wanted) == value
+        except ValueError:
+            return False
+    return str(value) == wanted
