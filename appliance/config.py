@@ -106,6 +106,8 @@ SETTINGS: tuple[Setting, ...] = (
       "a failing delivery is retried with backoff this long, then recorded as failed"),
     S("neelix", "retry_max_delay", c.at_least(c.duration, 1.0, "1s"), "5m",
       "longest wait between two tries of one delivery"),
+    S("neelix", "history", c.at_least(c.duration, 3600.0, "1h"), "90d",
+      "alerts and closed incidents are kept this long (on /alerts), then deleted"),
     S("neelix", "web_url", c.text, "", "link to the web viewer in notices (default: "
       "http://127.0.0.1 and the web port)", derived=True),
 

@@ -74,7 +74,8 @@ class Courier(threading.Thread):
             send(self.action, notice, alert.id, self.context)
         except DeliveryError as error:
             now = time.time()
-            gave_up = error.permanent or now - alert.created >= self.action.retry_for
+            gave_up = error.permanent or now - alert.created >= self.action.retry_for or \
+                0 < self.action.retries <= attempts
             if gave_up:
                 self.failed += 1
                 log.error("%s: alert %d (%s) not delivered, giving up after %d attempt(s): %s",

@@ -62,7 +62,7 @@ class NeelixSink:
     """The subscriber loop's sink: match a batch, commit states + alerts + cursor at once."""
 
     def __init__(self, name: str, book: RuleBook, shard: Shard, check_interval: float,
-                 dispatcher: Dispatcher, var_dir: str) -> None:
+                 history: float, dispatcher: Dispatcher, var_dir: str) -> None:
         self.name, self.shard, self.dispatcher, self.var_dir = name, shard, dispatcher, var_dir
         self.rules = Rules(book.rules)
         self.heartbeats = Heartbeats(book.heartbeats, shard.owns)
@@ -71,6 +71,8 @@ class NeelixSink:
         self.notices = self.held = 0
         self.clock = schedule.Scheduler()
         self.clock.every(check_interval).seconds.do(self.check)
+        if shard.index == 0:
+            self.clock.every(1).hours.do(self.prune, history)
         self._stats = Every(2.0)
 
     def load_cursor(self, origin: str) -> int:
@@ -106,6 +108,12 @@ class NeelixSink:
             notices += self.heartbeats.check(now, self.quiet)
         if notices or self.rules.dirty or self.heartbeats.dirty:
             self._commit(notices, None)
+
+    def prune(self, history: float) -> None:
+        gone = state.prune(time.time() - history)
+        if gone:
+            log.info("%s: %d alerts and incidents older than the history kept deleted",
+                     self.name, gone)
 
     def _commit(self, notices: list[Notice], cursor: tuple[str, str, int] | None) -> None:
         now = time.time()
@@ -154,8 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     dispatcher = Dispatcher(book.actions, args.shard.label, context, settings.retry_max_delay)
     stop = StopFlag()
     name = f"neelix-{args.shard.label}"
-    sink = NeelixSink(name, book, args.shard, settings.check_interval, dispatcher,
-                      str(config.appliance.var_dir))
+    sink = NeelixSink(name, book, args.shard, settings.check_interval, settings.history,
+                      dispatcher, str(config.appliance.var_dir))
     log.info("%s: %d rules, %d heartbeats, %d actions, %d maintenance windows from %s", name,
              len(book.rules), len(book.heartbeats), len(book.actions), len(book.maintenance),
              settings.rules)

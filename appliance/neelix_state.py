@@ -193,3 +193,13 @@ def _incident(notice: Notice) -> None:
         Incident.update(closed=notice.time).where(
             (Incident.heartbeat == notice.source) & (Incident.system == notice.system) &
             Incident.closed.is_null()).execute()
+
+
+def prune(before: float) -> int:
+    """Forget delivered, failed and held alerts and closed incidents older than `before`
+    (pending ones stay until delivered or given up)."""
+    with state_db.atomic():
+        gone = Alert.delete().where((Alert.created < before) &
+                                    (Alert.status != PENDING)).execute()
+        gone += Incident.delete().where(Incident.closed < before).execute()
+    return gone

@@ -66,6 +66,7 @@ class Action:
     type: str
     options: dict[str, Any] = field(default_factory=dict)
     retry_for: float = 86400.0
+    retries: int = 0  # tries at most (0: as many as fit in retry_for)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ RULE_KEYS = {"level": _level, "message": c.regex, "traceback": c.regex,
              "actions": c.word_list, **{k: _globs for k in PATTERN_KEYS}}
 HEARTBEAT_KEYS = {"systems": c.word_list, "silence": c.at_least(c.seconds, 1.0, "1s"),
                   "grace": c.seconds, "remind": c.seconds, "actions": c.word_list}
-COMMON_ACTION_KEYS = {"type": _choice(ACTION_TYPES), "retry_for": c.duration}
+COMMON_ACTION_KEYS = {"type": _choice(ACTION_TYPES), "retry_for": c.duration,
+                      "retries": c.natural_int}
 ACTION_KEYS = {
     "mail": {"to": c.address_list, "from": c.text, "host": c.text, "port": c.port_number,
              "security": _choice(SECURITY), "user": c.text, "password_env": c.text,
@@ -332,8 +334,9 @@ def _action(reader: _Reader, name: str, defaults: Defaults) -> Action:
             reader.fail("user needs password_env or password_file (never the password "
                         "itself in this file)", "user")
     retry_for = v.pop("retry_for", defaults.retry_for)
+    retries = v.pop("retries", 0)
     v.pop("type")
-    return Action(name=name, type=kind, options=v, retry_for=retry_for)
+    return Action(name=name, type=kind, options=v, retry_for=retry_for, retries=retries)
 
 
 def _legacy(reader: _Reader, system: str, defaults: Defaults, rules: list[Rule],

@@ -1,0 +1,77 @@
+"""neelix's outbox in its state file: a committed notice becomes one alert per action; a
+courier retries a failing one with backoff until `retries` or `retry_for`, then records it
+as failed; old history is pruned, pending alerts never."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from appliance import neelix_state as state
+from appliance.delivery import Courier, backoff
+from appliance.heartbeat import Heartbeats
+from appliance.notice import Notice
+from appliance.reactions import Context
+from appliance.rulebook import Action
+from appliance.rules import Rules
+
+CONTEXT = Context("test", "127.0.0.1", 9, "")
+
+
+def queue(tmp_path, *notices: Notice) -> None:
+    state.open_state(tmp_path / "neelix.sqlite")
+    state.commit(list(notices), Rules(()), Heartbeats((), lambda _s: True), "0of1", set(),
+                 ("neelix-0of1", "origin", 7))
+
+
+def notice(actions: tuple[str, ...] = ("fail",), event: str = "match") -> Notice:
+    return Notice(event, "rule", "sys", "sys", time.time(), actions,
+                  record={"message": "boom"})
+
+
+def courier(action: Action) -> Courier:
+    return Courier(action, "0of1", CONTEXT, 60.0, threading.Event())
+
+
+def test_a_failing_command_is_retried_then_recorded_as_failed(tmp_path):
+    queue(tmp_path, notice(("fail", "ok")))
+    failing = courier(Action("fail", "command", {"command": (sys.executable, "-c",
+                                                             "raise SystemExit(3)")},
+                             retries=2))
+    alert = failing._next_due()
+    failing.deliver(alert)
+    row = state.Alert.get_by_id(alert.id)
+    assert (row.status, row.attempts) == ("pending", 1) and "exited 3" in row.last_error
+    assert row.next_attempt > time.time() + 0.5  # backed off, not due at once
+    assert failing._next_due() is None
+    failing.deliver(row)
+    row = state.Alert.get_by_id(alert.id)
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert state.load_cursor("neelix-0of1", "origin") == 7
+    ok = courier(Action("ok", "command", {"command": (sys.executable, "-c", "pass")}))
+    ok.deliver(ok._next_due())
+    assert [a.status for a in state.Alert.select().order_by(state.Alert.id)] == \
+        ["failed", "sent"]
+
+
+def test_a_missing_command_fails_at_once(tmp_path):
+    queue(tmp_path, notice(("gone",)))
+    gone = courier(Action("gone", "command", {"command": ("/nonexistent/page-ops",)}))
+    gone.deliver(gone._next_due())
+    row = state.Alert.get()
+    assert (row.status, row.attempts) == ("failed", 1) and "not found" in row.last_error
+
+
+def test_backoff_doubles_up_to_its_cap():
+    assert 0.8 <= backoff(1, 300) <= 1.2
+    assert 3.2 <= backoff(3, 300) <= 4.8
+    assert 240 <= backoff(30, 300) <= 360
+
+
+def test_prune_keeps_pending_alerts_and_open_incidents(tmp_path):
+    queue(tmp_path, notice(("a",)), notice(("b",), event="down"))
+    state.Alert.update(status="sent").where(state.Alert.action == "a").execute()
+    assert state.prune(time.time() + 1) == 1
+    assert [a.action for a in state.Alert.select()] == ["b"]
+    assert state.Incident.select().where(state.Incident.closed.is_null()).count() == 1
