@@ -32,7 +32,7 @@ def _neelix(argv: list[str]) -> None:
 
 
 PROCESSES = {"ingestor": _process("ingestor"), "writer": _process("writer"),
-             "neelix": _neelix, "web": _process("web"),
+             "neelix": _neelix, "forwarder": _process("forwarder"), "web": _process("web"),
              "decoder": _process("decoder")}  # run by the ingestor, not by supervisord
 
 
@@ -57,8 +57,13 @@ def _passwd(argv: list[str]) -> None:
     passwd_main(argv)
 
 
+def _keys(argv: list[str]) -> None:
+    from appliance.keys import keys_main
+    keys_main(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], None]] = {**PROCESSES, "init": _init,
-                                                    "passwd": _passwd}
+                                                    "passwd": _passwd, "keys": _keys}
 
 
 def main(argv: list[str] | None = None) -> int:

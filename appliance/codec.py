@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from appliance.errors import FrameError
+from appliance.record import COLUMNS
 
 HEADER_BYTES = 4
 
@@ -146,14 +147,21 @@ def split_datagram(datagram: bytes, max_frame_bytes: int) -> bytes:
     return datagram[HEADER_BYTES:]
 
 
+_WIDTH = len(COLUMNS)
+
+
 def pack_record(values: list) -> bytes:
     """A normalised record (values in `record.COLUMNS` order) → internal bytes."""
     return msgpack.packb(values, use_bin_type=True)
 
 
 def unpack_record(data: bytes) -> list:
-    """Internal bytes → a record's values in `record.COLUMNS` order."""
-    return msgpack.unpackb(data, raw=False, use_list=True)
+    """Internal bytes → a record's values in `record.COLUMNS` order (journal entries written
+    before a column was added lack it: it reads as None)."""
+    values = msgpack.unpackb(data, raw=False, use_list=True)
+    if len(values) < _WIDTH:
+        values.extend([None] * (_WIDTH - len(values)))
+    return values
 
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class Setting:
 
 
 S = Setting
+FORWARDER = "forwarder:NAME"  # a template: one [forwarder:NAME] section per upstream
 SETTINGS: tuple[Setting, ...] = (
     S("appliance", "stage", stage_named, "DEVELOPMENT",
       "TESTING, DEVELOPMENT, INTEGRATION or PRODUCTION: picks the default ports"),
@@ -111,6 +113,37 @@ SETTINGS: tuple[Setting, ...] = (
     S("neelix", "web_url", c.text, "", "link to the web viewer in notices (default: "
       "http://127.0.0.1 and the web port)", derived=True),
 
+    S("relay", "listen", c.text, "", "ZeroMQ endpoint (tcp://127.0.0.1:PORT) where forwarders "
+      "of downstream appliances deliver acked batches; empty: no relay"),
+    S("relay", "secret_key_file", c.text, "", "this relay's CurveZMQ secret key file (`appliance "
+      "keys NAME` makes one): encrypts the link and admits only allowed_keys"),
+    S("relay", "allowed_keys", c.text, "", "folder of the public key files (*.key) of the "
+      "forwarders allowed in, when secret_key_file is set"),
+    S("relay", "max_batch_bytes", c.at_least(c.byte_size, 1 << 20, "1MiB"), "32MiB",
+      "largest batch accepted from a forwarder"),
+
+    S(FORWARDER, "mode", c.choice("appliance", "socket"), "appliance",
+      "appliance: acked batches to another appliance's [relay] listen; socket: plain "
+      "SocketHandler frames to any receiver of that protocol (best effort)"),
+    S(FORWARDER, "upstream", c.text, "", "appliance mode: tcp://HOST:PORT of the upstream relay; "
+      "socket mode: HOST:PORT (default: 127.0.0.1 and the stage's upstream port, the old "
+      "bridge's tunnel end)", derived=True),
+    S(FORWARDER, "level", c.log_level, "DEBUG", "forward records at or above this level"),
+    S(FORWARDER, "systems", c.word_list, "", "forward only these systems (glob patterns; "
+      "empty: every system)"),
+    S(FORWARDER, "exclude_systems", c.word_list, "", "never forward these systems (glob "
+      "patterns)"),
+    S(FORWARDER, "batch_records", c.positive_int, "2000", "records sent per batch at most"),
+    S(FORWARDER, "batch_delay", c.duration, "100ms", "longest a record waits for its batch"),
+    S(FORWARDER, "ack_timeout", c.at_least(c.duration, 1.0, "1s"), "10s",
+      "a batch not acknowledged in this time is sent again (the upstream drops duplicates)"),
+    S(FORWARDER, "retry_max_delay", c.at_least(c.duration, 1.0, "1s"), "30s",
+      "longest wait between reconnection attempts (exponential backoff with jitter)"),
+    S(FORWARDER, "server_key", c.text, "", "the upstream relay's public Curve key (40 "
+      "characters) or the file holding it; turns encryption on"),
+    S(FORWARDER, "client_key_file", c.text, "", "this forwarder's Curve secret key file "
+      "(`appliance keys NAME`); its public key goes into the upstream's allowed_keys"),
+
     S("web", "port", c.port_number, "", "web viewer port (default: the stage's)", derived=True),
     S("web", "threads", c.positive_int, "8", "requests served at once"),
     S("web", "login", c.boolean, "false",
@@ -125,7 +158,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_KEY = {(s.section, s.key): s for s in SETTINGS}
-SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
+SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS if s.section != FORWARDER))
 
 
 class Config(SimpleNamespace):
@@ -156,24 +189,34 @@ def from_parser(parser: configparser.ConfigParser, path: Path) -> Config:
                           str(path), "DEFAULT")
     raw: dict[str, dict[str, str]] = {section: {} for section in SECTIONS}
     for section in parser.sections():
-        if section not in raw:
-            raise ConfigError(f"unknown section; known: {', '.join(SECTIONS)}", str(path), section)
+        kind, colon, name = section.partition(":")
+        template = FORWARDER if kind == "forwarder" and colon else section
+        if template not in raw and template != FORWARDER:
+            raise ConfigError(f"unknown section; known: {', '.join(SECTIONS)}, "
+                              f"[{FORWARDER}]", str(path), section)
+        if template == FORWARDER and not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
+            raise ConfigError("a forwarder's NAME is 1-40 letters, digits, _ . -", str(path),
+                              section)
+        raw.setdefault(section, {})
         for key, value in parser.items(section):
-            if (section, key) not in _BY_KEY:
-                known = ", ".join(s.key for s in SETTINGS if s.section == section)
+            if (template, key) not in _BY_KEY:
+                known = ", ".join(s.key for s in SETTINGS if s.section == template)
                 raise ConfigError(f"unknown key; known in this section: {known}",
                                   str(path), section, key)
             raw[section][key] = value
-    values: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
-    for setting in SETTINGS:
-        text = raw[setting.section].get(setting.key, setting.default)
-        if setting.derived and not text.strip():
-            values[setting.section][setting.key] = None
-            continue
-        try:
-            values[setting.section][setting.key] = setting.convert(text)
-        except ValueError as error:
-            raise ConfigError(str(error), str(path), setting.section, setting.key) from None
+    values: dict[str, dict[str, Any]] = {}
+    for section, given in raw.items():
+        template = FORWARDER if section.startswith("forwarder:") else section
+        values[section] = {}
+        for setting in (s for s in SETTINGS if s.section == template):
+            text = given.get(setting.key, setting.default)
+            if setting.derived and not text.strip():
+                values[section][setting.key] = None
+                continue
+            try:
+                values[section][setting.key] = setting.convert(text)
+            except ValueError as error:
+                raise ConfigError(str(error), str(path), section, setting.key) from None
     return _resolve(values, path)
 
 
@@ -208,6 +251,60 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
                           str(path), "web", "port")
     if values["web"]["login"] and not values["web"]["users"]:
         raise ConfigError("login is on but no users are configured", str(path), "web", "users")
+    _resolve_relay(values["relay"], base, str(path))
+    forwarders = {section.partition(":")[2]: SimpleNamespace(**_resolve_forwarder(
+        values.pop(section), section, stage, values, base, str(path)))
+        for section in [s for s in values if s.startswith("forwarder:")]}
     config = Config(**{name: SimpleNamespace(**section) for name, section in values.items()})
-    config.path, config.stage = path, stage
+    config.path, config.stage, config.forwarders = path, stage, forwarders
     return config
+
+
+def _resolve_relay(relay: dict[str, Any], base: Path, path: str) -> None:
+    if relay["listen"]:
+        try:
+            relay["listen"] = c.endpoint(relay["listen"])
+        except ValueError as error:
+            raise ConfigError(str(error), path, "relay", "listen") from None
+    for key in ("secret_key_file", "allowed_keys"):
+        relay[key] = (base / relay[key]).resolve() if relay[key] else None
+    if relay["secret_key_file"] and not relay["allowed_keys"]:
+        raise ConfigError("with a secret key, list the allowed forwarders' keys",
+                          path, "relay", "allowed_keys")
+
+
+def _resolve_forwarder(forwarder: dict[str, Any], section: str, stage: Stage,
+                       values: dict[str, dict[str, Any]], base: Path,
+                       path: str) -> dict[str, Any]:
+    upstream = forwarder["upstream"]
+    if forwarder["mode"] == "appliance":
+        if not upstream:
+            raise ConfigError("appliance mode needs upstream = tcp://HOST:PORT (the upstream's "
+                              "[relay] listen)", path, section, "upstream")
+        try:
+            forwarder["upstream"] = c.endpoint(upstream)
+        except ValueError as error:
+            raise ConfigError(str(error), path, section, "upstream") from None
+    else:
+        host, _, port = (upstream or f"127.0.0.1:{stage.upstream_port}").rpartition(":")
+        try:
+            forwarder["upstream"] = (host.strip("[]") or "127.0.0.1", c.port_number(port))
+        except ValueError as error:
+            raise ConfigError(f"{error} (socket mode wants HOST:PORT)", path, section,
+                              "upstream") from None
+        target = forwarder["upstream"][1]
+        for clash, what in ((values["web"]["port"], "web"), (values["ingestor"]["port"],
+                                                             "ingest")):
+            if target == clash and host in ("", "127.0.0.1", "localhost", "::1"):
+                raise ConfigError(f"upstream port {target} is this instance's own {what} "
+                                  f"port; set upstream to the tunnel end or another "
+                                  f"appliance", path, section, "upstream")
+        if forwarder["server_key"] or forwarder["client_key_file"]:
+            raise ConfigError("Curve keys apply to appliance mode only", path, section,
+                              "server_key")
+    if bool(forwarder["server_key"]) != bool(forwarder["client_key_file"]):
+        raise ConfigError("Curve needs both server_key and client_key_file", path, section,
+                          "client_key_file")
+    if forwarder["client_key_file"]:
+        forwarder["client_key_file"] = (base / forwarder["client_key_file"]).resolve()
+    return forwarder

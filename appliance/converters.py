@@ -189,3 +189,13 @@ def clock_range(text: str) -> tuple[int, int]:
     if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
         raise ValueError(f"{text!r} is not a time range like 02:00-04:30")
     return h1 * 60 + m1, h2 * 60 + m2
+
+
+def choice(*options: str) -> Callable[[str], str]:
+    """One of `options` (case-insensitive)."""
+    def convert(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"{text.strip()!r} is not one of {', '.join(options)}")
+        return value
+    return convert

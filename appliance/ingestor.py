@@ -20,10 +20,12 @@ from appliance import config as config_module
 from appliance import retention
 from appliance.codec import with_seq
 from appliance.decoder_pool import DecoderPool
-from appliance.errors import JournalError
+from appliance.errors import ApplianceError, JournalError
 from appliance.journal import Journal
 from appliance.listeners import DatagramProtocol, StreamProtocol, udp_socket
+from appliance.record import Caps
 from appliance.rejections import RejectionLog
+from appliance.relay import Relay
 from appliance.runtime import Every, start_process, write_stats
 from appliance.subscriber import TOPIC
 
@@ -67,8 +69,14 @@ class Ingestor:
         self.streams: set[StreamProtocol] = set()
         self.paused = False
         self.stopped = asyncio.Event()
-        self.failed: JournalError | None = None
+        self.failed: ApplianceError | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
+        self.relay: Relay | None = None
+        if config.relay.listen:
+            self.relay = Relay(config.relay, config.journal.dir,
+                               self.origin, Caps(settings.max_text_chars,
+                                                 settings.max_field_chars),
+                               self.journal_payloads, self.reject)
 
     @staticmethod
     def _bind_pub(endpoint: str) -> zmq.Socket:
@@ -116,25 +124,31 @@ class Ingestor:
         """Give decoded records their seqs, journal them durably, then publish the same bytes."""
         if records:
             seq = self.journal.next_seq
-            try:
-                _first, blob = self.journal.append(
-                    [with_seq(packed, seq + offset) for offset, packed in enumerate(records)])
-            except JournalError as error:
-                # Nothing of this batch is in the journal; stop taking records in (clients
-                # buffer or retry) rather than accept what cannot be kept.
-                log.critical("%s; %d records not accepted; stopping", error, len(records))
-                self.failed = error
-                self.stopped.set()
-                return
-            self.accepted += len(records)
-            try:
-                self.pub.send_multipart((TOPIC, blob), flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                pass  # no subscriber keeps up right now: they read it from the journal
+            self.journal_payloads(
+                [with_seq(packed, seq + offset) for offset, packed in enumerate(records)])
         if self.paused and not self.backlogged(fraction=0.5):
             self.paused = False
             for stream in self.streams:
                 stream.resume()
+
+    def journal_payloads(self, payloads: list[bytes]) -> int | None:
+        """Append packed records durably, then publish the same bytes; the next seq, or None
+        when the journal refused (then the ingestor stops)."""
+        try:
+            _first, blob = self.journal.append(payloads)
+        except JournalError as error:
+            # Nothing of this batch is in the journal; stop taking records in (clients
+            # buffer or retry) rather than accept what cannot be kept.
+            log.critical("%s; %d records not accepted; stopping", error, len(payloads))
+            self.failed = error
+            self.stopped.set()
+            return None
+        self.accepted += len(payloads)
+        try:
+            self.pub.send_multipart((TOPIC, blob), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            pass  # no subscriber keeps up right now: they read it from the journal
+        return self.journal.next_seq
 
     def prune_journal(self) -> None:
         journal = self.config.journal
@@ -148,7 +162,9 @@ class Ingestor:
             "next_seq": self.journal.next_seq, "rejected": self.rejections.total,
             "rejected_by_reason": dict(self.rejections.by_reason),
             "journal_lost": self.journal_lost, "connections": len(self.streams),
-            "decoder_restarts": self.pool.restarts})
+            "decoder_restarts": self.pool.restarts,
+            **({"relayed": self.relay.received, "relay_duplicates": self.relay.duplicates,
+                "relay_batches": self.relay.batches} if self.relay else {})})
 
     def log_stats(self) -> None:
         log.info("accepted %d records (next seq %d), rejected %d frames, %d connections",
@@ -185,11 +201,17 @@ async def serve(config: config_module.Config) -> None:
              ingestor.origin, host, port, "+udp" if udp else "", config.journal.dir,
              ingestor.journal.next_seq, config.ingestor.publish)
     periodic = asyncio.create_task(_periodic(ingestor))
+    relay = asyncio.create_task(ingestor.relay.serve(ingestor.journal.next_seq)) \
+        if ingestor.relay else None
+    if relay is not None:
+        relay.add_done_callback(lambda task: _relay_ended(task, ingestor))
     try:
         await stopped.wait()
     finally:
         log.info("stopping: no new connections; reading what clients already sent")
         periodic.cancel()
+        if relay is not None:
+            relay.cancel()
         server.close()
         if ingestor.failed is None:
             await _drain(ingestor)
@@ -205,6 +227,18 @@ async def serve(config: config_module.Config) -> None:
         ingestor.log_stats()
     if ingestor.failed is not None:
         raise ingestor.failed
+
+
+def _relay_ended(task: asyncio.Task, ingestor: Ingestor) -> None:
+    """The relay must not die quietly (a bad key file, a port in use): stop the ingestor,
+    so supervisord shows it and the error is in the log."""
+    if task.cancelled() or task.exception() is None:
+        return
+    error = task.exception()
+    log.critical("relay stopped: %s", error)
+    if isinstance(error, ApplianceError):
+        ingestor.failed = error
+    ingestor.stopped.set()
 
 
 async def _drain(ingestor: Ingestor) -> None:

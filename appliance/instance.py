@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from appliance.config import SECTIONS, SETTINGS
+from appliance.config import FORWARDER, SECTIONS, SETTINGS
 from appliance.errors import ConfigError
 from appliance.stages import Stage
 
@@ -107,9 +107,45 @@ stdout_logfile_backups=5
 """
 
 
+FORWARDER_PROGRAM = """\
+[program:forwarder-{name}]
+command={command} forwarder {name} -c %(here)s/conf/appliance.ini
+environment=PYTHONPATH="{pythonpath}",PYTHONUNBUFFERED="1"
+priority=20
+autorestart=true
+startsecs=1
+startretries=5
+stopsignal=TERM
+stopwaitsecs=30
+redirect_stderr=true
+stdout_logfile=%(here)s/var/log/%(program_name)s.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+"""
+
+TUNNEL_EXAMPLE = """\
+; The ssh-tunnel way (no Curve needed; the tunnel encrypts): forward the upstream's relay
+; (or, for socket mode, its ingest port) to a local port, kept up by supervisord:
+;[program:tunnel]
+;command=ssh -N -o ExitOnForwardFailure=yes -o ServerAliveInterval=30
+;    -L 127.0.0.1:9019:127.0.0.1:9029 herald@core.example.org
+;autorestart=true
+;startsecs=5
+"""
+
+
+def forwarder_program(name: str, command: str, pythonpath: str) -> str:
+    """The supervisord program that runs [forwarder:NAME] of appliance.ini."""
+    return FORWARDER_PROGRAM.format(name=name, command=command, pythonpath=pythonpath)
+
+
 def render_supervisord(stage: Stage, command: str, pythonpath: str, conf_hint: str) -> str:
+    example = "".join(f";{line}\n" if line else ";\n" for line in forwarder_program(
+        "core", command, pythonpath).splitlines())
     return SUPERVISORD_TEMPLATE.format(stage=stage.name, command=command,
-                                       pythonpath=pythonpath, conf_hint=conf_hint)
+                                       pythonpath=pythonpath, conf_hint=conf_hint) + (
+        "\n; One program per [forwarder:NAME] section of conf/appliance.ini, e.g.:\n"
+        f"{example}\n{TUNNEL_EXAMPLE}")
 
 
 def render_appliance_ini(stage: Stage, ingest_port: int | None, web_port: int | None) -> str:
@@ -132,6 +168,13 @@ def render_appliance_ini(stage: Stage, ingest_port: int | None, web_port: int | 
             else:
                 lines.append(f";{setting.key} = {setting.default}")
         lines.append("")
+    lines += ["; One section per upstream appliance, each run by its own [program:forwarder-NAME]",
+              "; in supervisord.conf (see the commented example there), e.g.:",
+              f";[{FORWARDER.replace('NAME', 'core')}]"]
+    for setting in (s for s in SETTINGS if s.section == FORWARDER):
+        lines.extend(";; " + line for line in textwrap.wrap(setting.help, 93))
+        lines.append(f";{setting.key} = {setting.default}")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -54,6 +54,8 @@ class Record(pw.Model):
     api_version = pw.TextField(null=True)
     peer = pw.TextField(null=True)
     extra = pw.TextField(null=True)  # JSON object of the attributes without a column
+    # JSON [[instance, received], …]: the appliances a forwarded record passed, origin first
+    hops = pw.TextField(null=True)
 
     class Meta:
         database = database
@@ -194,6 +196,8 @@ def open_database(path: Path, create: bool = False) -> pw.SqliteDatabase:
         with database.atomic():
             new_counts = not database.table_exists("level_hour")
             database.create_tables([Record, Cursor, Facet, LevelHour], safe=True)
+            if "hops" not in {c.name for c in database.get_columns("record")}:
+                database.execute_sql("ALTER TABLE record ADD COLUMN hops TEXT")  # pre-forwarder
             for statement in FTS_SQL + LEVEL_HOUR_SQL:
                 database.execute_sql(statement)
             if new_counts:  # a database from before the table: count what it holds once

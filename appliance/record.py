@@ -18,7 +18,7 @@ COLUMNS: tuple[str, ...] = (
     "exc_text", "stack_info", "pathname", "filename", "module", "func_name", "lineno",
     "process", "process_name", "thread", "thread_name", "task_name", "system_id",
     "sub_system_id", "sub_sub_system_id", "produkt_id", "user_spec_1", "user_spec_2",
-    "package_version", "api_version", "peer", "extra",
+    "package_version", "api_version", "peer", "extra", "hops",
 )
 INDEX = {name: i for i, name in enumerate(COLUMNS)}
 # Fields people filter on by equality; the writer keeps their distinct values in `facet`.

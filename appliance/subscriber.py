@@ -58,6 +58,11 @@ class Shard:
         return f"{self.index}of{self.count}"
 
 
+class Deferred(Exception):  # noqa: N818 - it is not an error: the batch simply waits
+    """Raised by a sink's apply when it is stopping before the batch could take effect (an
+    upstream away): the cursor stays, the batch is taken again at the next start."""
+
+
 class Sink(Protocol):
     def load_cursor(self, origin: str) -> int: ...
 
@@ -195,7 +200,13 @@ class SubscriberLoop:
         """Apply the batch and move the cursor, atomically, through the sink."""
         if self.position <= self.cursor:
             return
-        self.sink.apply(self.pending, self.origin, self.position)
+        try:
+            self.sink.apply(self.pending, self.origin, self.position)
+        except Deferred as reason:
+            log.warning("%s: stopping with seq %d-%d not done (%s); they are taken again at "
+                        "the next start", self.name, self.cursor + 1, self.position, reason)
+            self.stop.stopping = True
+            return
         self.processed += len(self.pending)
         self.cursor = self.position
         self.pending = []

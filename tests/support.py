@@ -79,6 +79,15 @@ class Instance:
             text = text.replace(f"[{section}]\n", f"[{section}]\n{lines}", 1)
         self.ini.write_text(text)
 
+    def add_forwarder(self, name: str, **settings: str) -> None:
+        """A [forwarder:NAME] section and its supervisord program, as the README says."""
+        from appliance.instance import forwarder_program
+        lines = "".join(f"{key} = {value}\n" for key, value in settings.items())
+        self.ini.write_text(f"{self.ini.read_text()}\n[forwarder:{name}]\n{lines}")
+        program = forwarder_program(name, f"{sys.executable} -m appliance",
+                                    str(HERE.parent))
+        self.conf.write_text(f"{self.conf.read_text()}\n{program}")
+
     def scale(self, program: str, count: int) -> None:
         """Run `count` shards of a subscriber program, as the README tells operators to."""
         text = self.conf.read_text()
