@@ -11,6 +11,8 @@ import random
 import threading
 import time
 
+from peewee import fn
+
 from appliance.neelix_state import FAILED, PENDING, SENT, Alert, state_db
 from appliance.notice import Notice
 from appliance.reactions import Context, DeliveryError, send
@@ -57,7 +59,15 @@ class Courier(threading.Thread):
         state_db.close()
 
     def _next_due(self) -> Alert | None:
-        return (Alert.select().where(self.mine & (Alert.next_attempt <= time.time()))
+        """The oldest due alert that no older pending alert of the same rule/heartbeat and
+        key is waiting before (a RECOVERED never overtakes its DOWN)."""
+        older = Alert.alias()
+        waiting = (older.select(older.id).where(
+            (older.status == PENDING) & (older.shard == Alert.shard) &
+            (older.action == Alert.action) & (older.source == Alert.source) &
+            (older.key == Alert.key) & (older.id < Alert.id)))
+        return (Alert.select().where(self.mine & (Alert.next_attempt <= time.time()) &
+                                     ~fn.EXISTS(waiting))
                 .order_by(Alert.id).first())
 
     def _idle_wait(self) -> float:
@@ -71,7 +81,13 @@ class Courier(threading.Thread):
         notice = Notice.from_json(alert.notice)
         attempts = alert.attempts + 1
         try:
-            send(self.action, notice, alert.id, self.context)
+            try:
+                send(self.action, notice, alert.id, self.context)
+            except DeliveryError:
+                raise
+            except Exception as error:  # noqa: BLE001 - an odd peer must not stall the queue
+                log.exception("%s: unexpected error delivering alert %d", self.name, alert.id)
+                raise DeliveryError(f"{type(error).__name__}: {error}") from error
         except DeliveryError as error:
             now = time.time()
             gave_up = error.permanent or now - alert.created >= self.action.retry_for or \

@@ -136,11 +136,13 @@ def _journal_head(var_dir: Path) -> int:
         return 0
 
 
-def make_uplink(settings: SimpleNamespace) -> ApplianceUplink | SocketUplink:
+def make_uplink(settings: SimpleNamespace,
+                stop: StopFlag) -> ApplianceUplink | SocketUplink:
     if settings.mode == "socket":
         return SocketUplink(settings.upstream, settings.ack_timeout)
     return ApplianceUplink(settings.upstream, settings.ack_timeout, settings.retry_max_delay,
-                           settings.server_key, settings.client_key_file)
+                           settings.server_key, settings.client_key_file,
+                           stopping=lambda: bool(stop))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError(f"no [forwarder:{args.name}] section; defined: "
                           f"{', '.join(config.forwarders) or 'none'}", str(config.path))
     stop = StopFlag()
-    uplink = make_uplink(settings)
+    uplink = make_uplink(settings, stop)
     sink = ForwardSink(args.name, uplink,
                        Filter(settings.level, settings.systems, settings.exclude_systems),
                        settings.retry_max_delay, config.appliance.var_dir, stop)

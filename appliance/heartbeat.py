@@ -31,11 +31,13 @@ class Heartbeats:
         self.owns = owns
         self.beats: dict[tuple[str, str], Beat] = {}
         self.dirty: set[tuple[str, str]] = set()
+        self.forgotten: set[tuple[str, str]] = set()  # dropped while down: close incidents
 
     def start(self, now: float) -> None:
         """Listed systems that never sent a record are watched from now on; states of
-        heartbeats no longer in the rules are forgotten."""
-        for key in [k for k in self.beats if k[0] not in self.heartbeats]:
+        heartbeats or systems no longer in the rules are forgotten."""
+        for key in [k for k in self.beats if k[0] not in self.heartbeats
+                    or not self.heartbeats[k[0]].watches(k[1])]:
             del self.beats[key]
             self.dirty.add(key)
         for heartbeat in self.heartbeats.values():
@@ -70,8 +72,16 @@ class Heartbeats:
         """DOWN for every watched system silent past silence + grace (unless a maintenance
         window or snooze covers it: then DOWN waits until it ends); reminders while down."""
         notices = []
-        for (name, system), beat in self.beats.items():
+        for (name, system), beat in list(self.beats.items()):
             heartbeat = self.heartbeats[name]
+            if system not in heartbeat.systems and now - beat.last_seen > heartbeat.forget:
+                # Seen through a pattern only (e.g. a run id in SYSTEM_ID): not watched
+                # forever, so the state stays bounded.
+                del self.beats[(name, system)]
+                self.dirty.add((name, system))
+                if beat.down_since is not None:
+                    self.forgotten.add((name, system))
+                continue
             due = beat.last_seen + heartbeat.silence + heartbeat.grace
             if beat.down_since is None:
                 if now >= due and not quiet(system, now):

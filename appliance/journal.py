@@ -238,3 +238,15 @@ class JournalReader:
         self._offset += sum(ENTRY.size + len(payload) for _, payload in entries)
         self._next = entries[-1][0] + 1
         return entries, True
+
+
+def last_seq(directory: Path) -> int:
+    """The newest seq in the journal at `directory` (0 if empty): reads its last segment."""
+    segments = segment_paths(Path(directory) / "segments")
+    for first, path in reversed(segments):
+        entries, _good = decode_entries(path.read_bytes())
+        if entries:
+            return entries[-1][0]
+        if first > 1:
+            return first - 1
+    return 0

@@ -17,6 +17,7 @@ from appliance import neelix_state as state
 from appliance.config import Config
 from appliance.delivery import Dispatcher
 from appliance.heartbeat import Heartbeats
+from appliance.journal import last_seq
 from appliance.neelix_state import FAILED, PENDING, Alert
 from appliance.notice import Notice
 from appliance.reactions import ALERT_LOGGER, Context
@@ -62,8 +63,11 @@ class NeelixSink:
     """The subscriber loop's sink: match a batch, commit states + alerts + cursor at once."""
 
     def __init__(self, name: str, book: RuleBook, shard: Shard, check_interval: float,
-                 history: float, dispatcher: Dispatcher, var_dir: str) -> None:
+                 history: float, dispatcher: Dispatcher, var_dir: str,
+                 journal_dir: str) -> None:
         self.name, self.shard, self.dispatcher, self.var_dir = name, shard, dispatcher, var_dir
+        self.journal_dir = journal_dir
+        self.newest = 0.0  # the newest receive time matched: the clock while catching up
         self.rules = Rules(book.rules)
         self.heartbeats = Heartbeats(book.heartbeats, shard.owns)
         self.quiet = Quiet(book)
@@ -73,13 +77,22 @@ class NeelixSink:
         self.clock.every(check_interval).seconds.do(self.check)
         if shard.index == 0:
             self.clock.every(1).hours.do(self.prune, history)
+            self.prune(history)
         self._stats = Every(2.0)
 
     def load_cursor(self, origin: str) -> int:
+        now = time.time()
         state.load(self.rules, self.heartbeats, self.shard.label)
-        self.heartbeats.start(time.time())
-        self.quiet.refresh(time.time())
-        return state.load_cursor(self.name, origin)
+        self.heartbeats.start(now)
+        if self.shard.index == 0:
+            beats = self.heartbeats.heartbeats
+            closed = state.close_incidents(
+                lambda name, system: name in beats and beats[name].watches(system), now)
+            if closed:
+                log.warning("%s: closed %d incidents of heartbeats or systems no longer in "
+                            "the rules", self.name, closed)
+        self.quiet.refresh(now)
+        return state.load_cursor(self.name, origin, last_seq(self.journal_dir))
 
     def apply(self, records: list[list], origin: str, last_seq: int) -> None:
         notices: list[Notice] = []
@@ -88,6 +101,7 @@ class NeelixSink:
                 continue
             notices += self.rules.observe(values)
             notices += self.heartbeats.seen(values[_SYSTEM], values[_RECEIVED])
+            self.newest = max(self.newest, values[_RECEIVED])
         self._commit(notices, (self.name, origin, last_seq))
 
     def tick(self, live: bool) -> None:
@@ -103,7 +117,9 @@ class NeelixSink:
         that, a system's newer records may still be unread: no false DOWN)."""
         now = time.time()
         self.quiet.refresh(now)
-        notices = self.rules.due_digests(now)
+        # Realert windows are in record time: while the backlog is read, the clock is the
+        # newest record matched, so a replayed flood still makes one digest per window.
+        notices = self.rules.due_digests(now if self.live else self.newest)
         if self.live:
             notices += self.heartbeats.check(now, self.quiet)
         if notices or self.rules.dirty or self.heartbeats.dirty:
@@ -158,12 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     state.open_state(settings.state)
     adopt_orphans(book, args.shard)
     host = "127.0.0.1" if config.appliance.bind in ("0.0.0.0", "::") else config.appliance.bind
-    context = Context(config.appliance.instance, host, config.ingestor.port, settings.web_url)
+    secrets = frozenset(a.options["password_env"] for a in book.actions.values()
+                        if a.options.get("password_env"))
+    context = Context(config.appliance.instance, host, config.ingestor.port, settings.web_url,
+                      secrets)
     dispatcher = Dispatcher(book.actions, args.shard.label, context, settings.retry_max_delay)
     stop = StopFlag()
     name = f"neelix-{args.shard.label}"
     sink = NeelixSink(name, book, args.shard, settings.check_interval, settings.history,
-                      dispatcher, str(config.appliance.var_dir))
+                      dispatcher, str(config.appliance.var_dir), str(config.journal.dir))
     log.info("%s: %d rules, %d heartbeats, %d actions, %d maintenance windows from %s", name,
              len(book.rules), len(book.heartbeats), len(book.actions), len(book.maintenance),
              settings.rules)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import peewee as pw
@@ -18,6 +20,7 @@ from appliance.heartbeat import Beat, Heartbeats
 from appliance.notice import Notice
 from appliance.rules import Rules, Throttle
 
+log = logging.getLogger(__name__)
 state_db = pw.SqliteDatabase(None)
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 10000}
 PENDING, SENT, FAILED, HELD = "pending", "sent", "failed", "held"
@@ -116,20 +119,53 @@ def open_state(path: str | Path, create: bool = True) -> pw.SqliteDatabase:
     return state_db
 
 
-def load_cursor(name: str, origin: str) -> int:
+def load_cursor(name: str, origin: str, head: int) -> int:
+    """Where this shard resumes. A shard without a cursor of its own starts where the shards
+    of an earlier numprocs stopped (the furthest, so nothing is notified twice), or, on
+    neelix's first start, at the journal's head `head`: an old backlog is not alerted on
+    (`appliance neelix test` shows what it would fire). Stored at once, so a kill before the
+    first batch does not move the start again."""
     row = NeelixCursor.get_or_none((NeelixCursor.name == name) &
                                    (NeelixCursor.origin == origin))
-    return row.seq if row else 0
+    if row:
+        return row.seq
+    others = {r.name: r.seq for r in NeelixCursor.select().where(
+        (NeelixCursor.origin == origin) & (NeelixCursor.name != name))}
+    seq = max(others.values()) if others else head
+    if others and min(others.values()) < seq:
+        log.warning("%s: shards of another numprocs stopped at %s; starting after seq %d: "
+                    "records %d-%d of a shard that was behind are not matched", name, others,
+                    seq, min(others.values()) + 1, seq)
+    elif not others:
+        log.info("%s: first start: matching records after seq %d (the journal's head)",
+                 name, seq)
+    NeelixCursor.insert(name=name, origin=origin, seq=seq).execute()
+    return seq
 
 
 def load(rules: Rules, heartbeats: Heartbeats, shard: str) -> None:
     """Fill the in-memory states from the file (this shard's throttles and systems)."""
+    known = {f.name for f in dataclasses.fields(Throttle)}
     for row in ThrottleState.select().where(ThrottleState.shard == shard):
-        rules.throttles[(row.rule, row.key)] = Throttle(**json.loads(row.data))
+        data = json.loads(row.data)
+        rules.throttles[(row.rule, row.key)] = Throttle(
+            **{k: v for k, v in data.items() if k in known})
     for row in BeatState.select():
         if heartbeats.owns(row.system):
             heartbeats.beats[(row.heartbeat, row.system)] = Beat(
                 row.last_seen, row.down_since, row.notified, row.seen)
+
+
+def close_incidents(watched: Callable[[str, str], bool], now: float) -> int:
+    """Close open incidents whose heartbeat no longer watches the system (rules changed):
+    nothing would ever close them."""
+    closed = 0
+    for incident in Incident.select().where(Incident.closed.is_null()):
+        if not watched(incident.heartbeat, incident.system):
+            incident.closed = now
+            incident.save()
+            closed += 1
+    return closed
 
 
 def snoozes(now: float) -> dict[str, float]:
@@ -144,6 +180,10 @@ def commit(notices: list[Notice], rules: Rules, heartbeats: Heartbeats, shard: s
     queued = 0
     with state_db.atomic(lock_type="IMMEDIATE"):
         _save_states(rules, heartbeats, shard)
+        for name, system in heartbeats.forgotten:
+            Incident.update(closed=now).where(
+                (Incident.heartbeat == name) & (Incident.system == system) &
+                Incident.closed.is_null()).execute()
         for number, notice in enumerate(notices):
             _incident(notice)
             status = HELD if number in held else PENDING
@@ -160,6 +200,7 @@ def commit(notices: list[Notice], rules: Rules, heartbeats: Heartbeats, shard: s
                 update={NeelixCursor.seq: seq}).execute()
     rules.dirty.clear()
     heartbeats.dirty.clear()
+    heartbeats.forgotten.clear()
     return queued
 
 
@@ -202,4 +243,5 @@ def prune(before: float) -> int:
         gone = Alert.delete().where((Alert.created < before) &
                                     (Alert.status != PENDING)).execute()
         gone += Incident.delete().where(Incident.closed < before).execute()
+        Snooze.delete().where(Snooze.until < time.time()).execute()
     return gone

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from string import Template
 from typing import Any
 
-from appliance.record import COLUMNS
+from appliance.record import COLUMNS, INDEX
 
 EVENTS = ("match", "digest", "down", "reminder", "recovered")
 TEMPLATE_FIELDS: tuple[str, ...] = (*COLUMNS, "event", "source", "key", "system", "count",
@@ -101,9 +101,11 @@ class Notice:
         return cls(**data)
 
 
+_SUMMARY = tuple((name, INDEX[name]) for name in RECORD_FIELDS)
+
+
 def record_summary(values: list) -> dict[str, Any]:
-    index = {name: i for i, name in enumerate(COLUMNS)}
-    return {name: values[index[name]] for name in RECORD_FIELDS}
+    return {name: values[index] for name, index in _SUMMARY}
 
 
 def when_text(epoch: float | None) -> str:

@@ -7,6 +7,7 @@ Each `send_*` delivers one notice or raises DeliveryError saying whether a retry
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import logging.handlers
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from appliance.notice import Notice
 from appliance.rulebook import Action
@@ -46,6 +47,7 @@ class Context:
     ingest_host: str
     ingest_port: int
     url: str  # the web viewer, for links in notices
+    secrets: frozenset[str] = frozenset()  # password_env variables: never given to commands
 
 
 def send(action: Action, notice: Notice, alert_id: int, context: Context) -> None:
@@ -123,14 +125,30 @@ def send_webhook(action: Action, notice: Notice, alert_id: int, context: Context
         headers={"Content-Type": "application/json", "User-Agent": "herald-neelix",
                  "Idempotency-Key": f"herald-alert-{alert_id}-{context.instance}"})
     try:
-        with urllib.request.urlopen(request,  # noqa: S310 - http(s) only, checked at load
-                                    timeout=o.get("timeout", 10.0)) as response:
+        with _NO_REDIRECTS.open(request, timeout=o.get("timeout", 10.0)) as response:
             response.read(65536)
     except urllib.error.HTTPError as error:
         permanent = 400 <= error.code < 500 and error.code not in (408, 425, 429)
-        raise DeliveryError(f"webhook answered HTTP {error.code}", permanent) from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        raise DeliveryError(f"webhook {o['url']}: {error}") from None
+        raise DeliveryError(f"webhook {_where(o['url'])} answered HTTP {error.code}",
+                            permanent) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+        # Only scheme and host: a webhook URL's path is often its secret (Slack and co.).
+        raise DeliveryError(f"webhook {_where(o['url'])}: {error}") from None
+
+
+class _Refuse(urllib.request.HTTPRedirectHandler):
+    """A redirect would turn the POST into a GET without the notice: count it as a failure."""
+
+    def redirect_request(self, *_args: object, **_kwargs: object) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_Refuse)
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def send_record(action: Action, notice: Notice, alert_id: int, context: Context) -> None:
@@ -161,11 +179,12 @@ def send_record(action: Action, notice: Notice, alert_id: int, context: Context)
 
 def send_command(action: Action, notice: Notice, alert_id: int, context: Context) -> None:
     o = action.options
-    env = {**os.environ, "HERALD_ALERT_ID": str(alert_id), "HERALD_EVENT": notice.event,
+    env = {**{k: v for k, v in os.environ.items() if k not in context.secrets},
+           "HERALD_ALERT_ID": str(alert_id), "HERALD_EVENT": notice.event,
            "HERALD_SOURCE": notice.source, "HERALD_SYSTEM": notice.system or "",
            "HERALD_SUMMARY": notice.summary}
     try:
-        done = subprocess.run(list(o["command"]), input=notice.to_json(), text=True,
+        done = subprocess.run(list(o["command"]), input=notice.to_json().encode(),
                               capture_output=True, timeout=o.get("timeout", 30.0), env=env,
                               check=False)
     except FileNotFoundError:
@@ -175,8 +194,8 @@ def send_command(action: Action, notice: Notice, alert_id: int, context: Context
     except OSError as error:
         raise DeliveryError(f"command failed to start: {error}") from None
     if done.returncode != 0:
-        raise DeliveryError(f"command exited {done.returncode}: "
-                            f"{done.stderr.strip()[-ERROR_TAIL:]}")
+        stderr = done.stderr.decode("utf-8", "replace").strip()
+        raise DeliveryError(f"command exited {done.returncode}: {stderr[-ERROR_TAIL:]}")
 
 
 def _link(notice: Notice, context: Context) -> str:

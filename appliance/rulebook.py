@@ -54,6 +54,7 @@ class Heartbeat:
     grace: float
     remind: float
     actions: tuple[str, ...]
+    forget: float = 7 * 86400.0  # a system matched by a pattern, silent this long, is dropped
 
     def watches(self, system: str | None) -> bool:
         return system is not None and (system in self.systems or any(
@@ -156,7 +157,8 @@ RULE_KEYS = {"level": _level, "message": c.regex, "traceback": c.regex,
              "threshold": _threshold, "key": _key, "realert": c.duration,
              "actions": c.word_list, **{k: _globs for k in PATTERN_KEYS}}
 HEARTBEAT_KEYS = {"systems": c.word_list, "silence": c.at_least(c.seconds, 1.0, "1s"),
-                  "grace": c.seconds, "remind": c.seconds, "actions": c.word_list}
+                  "grace": c.seconds, "remind": c.seconds, "actions": c.word_list,
+                  "forget": c.at_least(c.seconds, 60.0, "1m")}
 COMMON_ACTION_KEYS = {"type": _choice(ACTION_TYPES), "retry_for": c.duration,
                       "retries": c.natural_int}
 ACTION_KEYS = {
@@ -315,7 +317,7 @@ def _heartbeat(reader: _Reader, name: str) -> Heartbeat:
     patterns = tuple(s for s in v["systems"] if s not in listed)
     return Heartbeat(name=name, systems=listed, patterns=patterns, silence=v["silence"],
                      grace=v.get("grace", 0.0), remind=v.get("remind", 0.0),
-                     actions=tuple(v["actions"]))
+                     actions=tuple(v["actions"]), forget=v.get("forget", 7 * 86400.0))
 
 
 def _action(reader: _Reader, name: str, defaults: Defaults) -> Action:
@@ -333,6 +335,12 @@ def _action(reader: _Reader, name: str, defaults: Defaults) -> Action:
         if "user" in v and not ("password_env" in v or "password_file" in v):
             reader.fail("user needs password_env or password_file (never the password "
                         "itself in this file)", "user")
+        if "user" in v and v.get("security", "none") == "none":
+            reader.fail("a login needs security = starttls or tls (the password would "
+                        "cross the network in clear)", "security")
+        for key in ("from", "host", "user"):
+            if any(ch in str(v.get(key, "")) for ch in "\r\n"):
+                reader.fail("one line only", key)
     retry_for = v.pop("retry_for", defaults.retry_for)
     retries = v.pop("retries", 0)
     v.pop("type")

@@ -118,10 +118,15 @@ class SubscriberLoop:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, TOPIC)
         sub.connect(self.endpoint)
+        clean = False
         try:
             self._loop(sub)
+            clean = True
         finally:
-            self.flush()
+            if clean:
+                # Not after an error: a sink that failed mid-batch may hold state it could
+                # not store; the restart takes the batch again from the cursor.
+                self.flush()
             sub.close()
             log.info("%s: stopped after seq %d (%s)", self.name, self.cursor,
                      self.stop.signal_name or "end")
@@ -145,7 +150,9 @@ class SubscriberLoop:
             elif self.position == self.cursor:
                 catching_up = True  # quiet: look in the journal in case a batch was dropped
             self.flush_if_due()
-            self.sink.tick(live)
+            # Live means caught up with nothing in hand: a record still waiting for its
+            # batch has not been seen by time-based checks (heartbeats) yet.
+            self.sink.tick(live and self.position == self.cursor)
             if self._stats.due():
                 log.info("%s: %d records processed, cursor %d, %d lost", self.name,
                          self.processed, self.cursor, self.lost)

@@ -14,6 +14,8 @@ import os
 import pickle
 import socket
 import struct
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -32,8 +34,9 @@ class UplinkError(Exception):
 
 class ApplianceUplink:
     def __init__(self, endpoint: str, ack_timeout: float, reconnect_max: float,
-                 server_key: str = "", client_key_file: Path | None = None) -> None:
-        self.endpoint, self.ack_timeout = endpoint, ack_timeout
+                 server_key: str = "", client_key_file: Path | None = None,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        self.endpoint, self.ack_timeout, self.stopping = endpoint, ack_timeout, stopping
         self.reconnect_max = reconnect_max
         self.server_public = keys.server_key(server_key) if server_key else None
         self.client_key_file = client_key_file
@@ -60,17 +63,16 @@ class ApplianceUplink:
             self.socket = self._connect()
         batch_id = next(self.ids).to_bytes(8, "big")
         body = msgpack.packb(records, use_bin_type=True)
-        timeout_ms = int(self.ack_timeout * 1000)
         # With IMMEDIATE, the socket is writable only once a relay is connected (and, with
         # Curve, has accepted our key): nothing waits in a queue for a peer that is away.
-        if not self.socket.poll(timeout_ms, zmq.POLLOUT):
+        if not self._poll(zmq.POLLOUT):
             raise UplinkError(f"{self.endpoint} is not connected (down, unreachable, or "
                               "refusing our key)")
         try:
             self.socket.send_multipart([BATCH, batch_id, body], flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             raise UplinkError(f"{self.endpoint} went away before the batch") from None
-        while self.socket.poll(timeout_ms):
+        while self._poll(zmq.POLLIN):
             reply = self.socket.recv_multipart()
             if len(reply) == 4 and reply[0] == ACK and reply[1] == batch_id:
                 if reply[2] == b"ok":
@@ -79,6 +81,18 @@ class ApplianceUplink:
             # an ack of an earlier try that timed out: keep waiting for this one
         raise UplinkError(f"no acknowledgement from {self.endpoint} within "
                           f"{self.ack_timeout:g}s")
+
+    def _poll(self, event: int) -> bool:
+        """Wait up to ack_timeout for `event`, in slices, so a stop is never kept waiting."""
+        assert self.socket is not None
+        deadline = time.monotonic() + self.ack_timeout
+        while not self.stopping():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.socket.poll(int(min(left, 0.1) * 1000) + 1, event):
+                return True
+        return False
 
     def reset(self) -> None:
         """Drop the connection (and anything queued on it); the next send reconnects."""

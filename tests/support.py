@@ -252,3 +252,26 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> str:
         raise AssertionError(f"client did not finish: {out}\n{err}") from None
     assert process.returncode == 0, f"client failed ({process.returncode}): {out}\n{err}"
     return out
+
+
+def chained(make: Callable[..., Instance], **forwarder: str) -> tuple[Instance, Instance]:
+    """(downstream, upstream): the upstream's ingestor runs a relay, the downstream a
+    forwarder "core" to it; neither is started."""
+    upstream = make()
+    relay_port = free_port()
+    upstream.set(relay={"listen": f"tcp://127.0.0.1:{relay_port}"})
+    downstream = make()
+    downstream.add_forwarder("core", **{"upstream": f"tcp://127.0.0.1:{relay_port}",
+                                        **forwarder})
+    return downstream, upstream
+
+
+def journal_records(journal_dir: Path) -> list[list]:
+    """Every record in a journal, as values in COLUMNS order."""
+    from appliance.codec import unpack_record
+    from appliance.journal import JournalReader
+    reader, out, position = JournalReader(journal_dir), [], 1
+    while entries := reader.read_from(position, 10000):
+        out.extend(unpack_record(payload) for _seq, payload in entries)
+        position = entries[-1][0] + 1
+    return out

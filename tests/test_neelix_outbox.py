@@ -4,6 +4,7 @@ as failed; old history is pruned, pending alerts never."""
 
 from __future__ import annotations
 
+import socketserver
 import sys
 import threading
 import time
@@ -48,7 +49,7 @@ def test_a_failing_command_is_retried_then_recorded_as_failed(tmp_path):
     failing.deliver(row)
     row = state.Alert.get_by_id(alert.id)
     assert (row.status, row.attempts) == ("failed", 2)
-    assert state.load_cursor("neelix-0of1", "origin") == 7
+    assert state.load_cursor("neelix-0of1", "origin", head=99) == 7
     ok = courier(Action("ok", "command", {"command": (sys.executable, "-c", "pass")}))
     ok.deliver(ok._next_due())
     assert [a.status for a in state.Alert.select().order_by(state.Alert.id)] == \
@@ -75,3 +76,54 @@ def test_prune_keeps_pending_alerts_and_open_incidents(tmp_path):
     assert state.prune(time.time() + 1) == 1
     assert [a.action for a in state.Alert.select()] == ["b"]
     assert state.Incident.select().where(state.Incident.closed.is_null()).count() == 1
+
+
+def test_a_new_shard_starts_where_the_old_shards_stopped_or_at_the_head(tmp_path):
+    state.open_state(tmp_path / "neelix.sqlite")
+    assert state.load_cursor("neelix-0of1", "o", head=40) == 40  # first start: the head
+    assert state.load_cursor("neelix-0of1", "o", head=90) == 40  # stored at once
+    state.NeelixCursor.update(seq=70).execute()
+    # numprocs 1 → 2: both new shards go on after the old shard's cursor, none from 0
+    assert state.load_cursor("neelix-0of2", "o", head=90) == 70
+    assert state.load_cursor("neelix-1of2", "o", head=90) == 70
+
+
+def test_a_recovered_never_overtakes_its_pending_down(tmp_path):
+    queue(tmp_path, notice(("ops",), event="down"), notice(("ops",), event="recovered"))
+    down = state.Alert.get(state.Alert.event == "down")
+    state.Alert.update(next_attempt=time.time() + 60).where(state.Alert.id == down.id).execute()
+    ops = courier(Action("ops", "command", {"command": (sys.executable, "-c", "pass")}))
+    assert ops._next_due() is None  # the RECOVERED waits for the DOWN's retry
+    state.Alert.update(next_attempt=0).where(state.Alert.id == down.id).execute()
+    assert ops._next_due().event == "down"
+
+
+def test_a_command_writing_non_utf8_is_retried_cleanly(tmp_path):
+    queue(tmp_path, notice(("odd",)))
+    odd = courier(Action("odd", "command", {"command": (
+        sys.executable, "-c", "import sys; sys.stderr.buffer.write(b'\\xff\\xfe'); exit(2)")}))
+    odd.deliver(odd._next_due())
+    row = state.Alert.get()
+    assert (row.status, row.attempts) == ("pending", 1) and "exited 2" in row.last_error
+
+
+def test_a_webhook_peer_speaking_garbage_is_retried_and_its_url_path_kept_secret(tmp_path):
+    server = socketserver.TCPServer(("127.0.0.1", 0), GarbageHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        queue(tmp_path, notice(("hook",)))
+        url = f"http://127.0.0.1:{server.server_address[1]}/services/T0/SECRET-TOKEN"
+        hook = courier(Action("hook", "webhook", {"url": url, "timeout": 5.0}))
+        hook.deliver(hook._next_due())
+        row = state.Alert.get()
+        assert (row.status, row.attempts) == ("pending", 1)
+        assert "127.0.0.1" in row.last_error and "SECRET-TOKEN" not in row.last_error
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class GarbageHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.rfile.readline()
+        self.wfile.write(b"not http at all\r\n\r\n")
