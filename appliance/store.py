@@ -1,5 +1,6 @@
 """Read-only queries of the herald DB for the web viewer and the CLI: pages of records, one
-record and its neighbours, filter options, per-system summaries, histogram counts, exports.
+record and its neighbours and the path it was forwarded along, filter options, per-system
+summaries, histogram counts, exports; and the forwarders' stats files (var/run).
 
 One SQLite connection per server thread, opened read-only (WAL: it never blocks the writer).
 """
@@ -7,6 +8,7 @@ One SQLite connection per server thread, opened read-only (WAL: it never blocks 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sqlite3
 import threading
@@ -26,6 +28,12 @@ from appliance.query import (
 
 AROUND = 10  # records shown before and after one on its detail page
 HOUR = 3600
+MAX_HOPS = 64  # a longer hops list is not the relay's (it keeps 16): shown as text
+LAST_EPOCH = 253402300799  # 9999-12-31: a later "time" would not format, so it is no time
+STALE = 10.0  # seconds without a new stats file: the forwarder is not running
+MAX_FORWARDERS = 100  # stats files listed at most
+STATS_BYTES = 65536  # a forwarder's stats file is ~200 bytes; more is not one
+COUNTERS = ("behind_records", "behind_seconds", "forwarded", "failures", "skipped")
 
 
 class RecordStore:
@@ -202,3 +210,74 @@ class RecordStore:
             yield from rows
             sent += len(rows)
             before = rows[-1]["id"]
+
+
+def _number(value: object) -> int | float | None:
+    """A count or a duration from JSON, or None (a bool is an int to Python, not a count)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and -2**63 <= value < 2**63 \
+            or isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def _epoch(value: object) -> float | None:
+    """A plausible epoch time from JSON, or None (bool is an int to Python, not a time)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) \
+            and 0 <= value <= LAST_EPOCH:
+        return float(value)
+    return None
+
+
+def record_path(hops: str | None) -> list[dict] | None:
+    """A forwarded record's `hops` → its path, origin first, as
+    [{"appliance", "received", "after"}], `after` being the seconds since the hop before (None
+    for the origin). None for a local record, and for hops not of the relay's shape: those are
+    shown as the text they are."""
+    if not hops:
+        return None
+    try:
+        hops_list = json.loads(hops)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(hops_list, list) or not 0 < len(hops_list) <= MAX_HOPS:
+        return None
+    path: list[dict] = []
+    for hop in hops_list:
+        if not isinstance(hop, list) or len(hop) != 2 or not isinstance(hop[0], str):
+            return None
+        received = _epoch(hop[1])
+        if received is None:
+            return None
+        after = round(received - path[-1]["received"], 3) if path else None
+        path.append({"appliance": hop[0], "received": received, "after": after})
+    return path
+
+
+def forwarder_links(run_dir: Path, now: float | None = None) -> list[dict]:
+    """Each forwarder's last stats file (var/run/forwarder-NAME.stats.json) by name: link up,
+    how far behind, counters, and `stale` when the file is older than STALE seconds (or
+    unreadable): its process is not running, so the numbers are not current."""
+    now = time.time() if now is None else now
+    try:
+        paths = sorted(Path(run_dir).glob("forwarder-*.stats.json"))[:MAX_FORWARDERS]
+    except OSError:
+        return []
+    links = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                stats = json.loads(handle.read(STATS_BYTES))
+        except (OSError, ValueError, RecursionError):
+            stats = None
+        if not isinstance(stats, dict):
+            stats = {}
+        written = _epoch(stats.get("time"))
+        link_up = stats.get("link_up")
+        links.append({
+            "name": path.name[len("forwarder-"):-len(".stats.json")],
+            "link_up": link_up if isinstance(link_up, bool) else None,
+            **{key: _number(stats.get(key)) for key in COUNTERS}, "time": written,
+            "stale": written is None or now - written > STALE})
+    return links

@@ -28,7 +28,7 @@
 
   function when(epoch) {
     if (epoch === null || epoch === undefined) { return ""; }
-    return new Date(epoch * 1000).toISOString().replace("T", " ").replace("Z", "");
+    return new Date(Math.round(epoch * 1000)).toISOString().replace("T", " ").replace("Z", "");
   }
 
   function rowFor(r) {
@@ -38,7 +38,7 @@
     cell(tr, "received", when(r.received));
     cell(tr, "created", when(r.created));
     cell(tr, "level", r.levelname);
-    cell(tr, "system", r.system_id);
+    cell(tr, r.hops ? "system forwarded" : "system", r.system_id);
     cell(tr, "host", r.sub_system_id);
     cell(tr, "subsub", r.sub_sub_system_id);
     cell(tr, "product", r.produkt_id);

@@ -2,9 +2,24 @@
 <h1 class="level-{{record['levelname'] or 'NONE'}}">{{record['levelname'] or ''}} {{record['message'] if record['message'] is not None else ''}}</h1>
 <dl id="fields">
 % for name, value in record.items():
-%   if name not in ("extra", "exc_text", "stack_info"):
+%   if name not in ("extra", "exc_text", "stack_info", "hops"):
   <dt>{{name}}</dt><dd class="field-{{name}}">{{fmt_time(value) if name in ("received", "created") else ("" if value is None else value)}}</dd>
 %   end
+% end
+% if path:
+  <dt>path</dt><dd class="field-path" id="path">
+%   for i, hop in enumerate(path):
+%     when = fmt_time(hop['received'])
+%     if i == 0:
+    <span class="hop"><span class="appliance">{{hop['appliance']}}</span> (received {{when}})</span>
+%     else:
+%       same_day = when[:10] == fmt_time(path[i - 1]['received'])[:10]
+    → <span class="hop"><span class="appliance">{{hop['appliance']}}</span> ({{when[11:] if same_day else when}}, {{'%+.3f' % hop['after']}} s)</span>
+%     end
+%   end
+  </dd>
+% elif record['hops']:
+  <dt>path</dt><dd class="field-hops">{{record['hops']}}</dd>
 % end
 </dl>
 % if record['exc_text']:

@@ -2,7 +2,7 @@
   <td class="received">{{fmt_time(r['received'])}}</td>
   <td class="created">{{fmt_time(r['created'])}}</td>
   <td class="level">{{r['levelname'] or ''}}</td>
-  <td class="system">{{r['system_id'] or ''}}</td>
+  <td class="system{{' forwarded' if r['hops'] else ''}}">{{r['system_id'] or ''}}</td>
   <td class="host">{{r['sub_system_id'] or ''}}</td>
   <td class="subsub">{{r['sub_sub_system_id'] or ''}}</td>
   <td class="product">{{r['produkt_id'] or ''}}</td>

@@ -38,3 +38,24 @@
 % if not neelix_has_run:
 <p class="note" id="neelix-not-run">neelix has not run yet: no heartbeat states.</p>
 % end
+% if forwarders:
+<section id="forwarders">
+<h2>Forwarders</h2>
+<table id="forwarder-links">
+<thead><tr><th>forwarder</th><th>link</th><th>records behind</th><th>seconds behind</th><th>forwarded</th><th>failures</th><th>last report</th></tr></thead>
+<tbody>
+%   for f in forwarders:
+<tr class="forwarder{{' link-down' if f['link_up'] is False else ''}}{{' stale' if f['stale'] else ''}}">
+  <td class="name">{{f['name']}}</td>
+  <td class="link">{{'up' if f['link_up'] else ('down' if f['link_up'] is False else '—')}}</td>
+  <td class="behind-records">{{'—' if f['behind_records'] is None else f['behind_records']}}</td>
+  <td class="behind-seconds">{{'—' if f['behind_seconds'] is None else '%.1f' % f['behind_seconds']}}</td>
+  <td class="forwarded">{{'—' if f['forwarded'] is None else f['forwarded']}}</td>
+  <td class="failures">{{'—' if f['failures'] is None else f['failures']}}</td>
+  <td class="report">{{fmt_time(f['time']) if f['time'] is not None else 'unreadable'}}{{' · stale: not running?' if f['stale'] else ''}}</td>
+</tr>
+%   end
+</tbody>
+</table>
+</section>
+% end
