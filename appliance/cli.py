@@ -33,6 +33,7 @@ def _neelix(argv: list[str]) -> None:
 
 PROCESSES = {"ingestor": _process("ingestor"), "writer": _process("writer"),
              "neelix": _neelix, "forwarder": _process("forwarder"), "web": _process("web"),
+             "events": _process("events"),
              "decoder": _process("decoder")}  # run by the ingestor, not by supervisord
 
 
@@ -62,8 +63,16 @@ def _keys(argv: list[str]) -> None:
     keys_main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {**PROCESSES, "init": _init,
-                                                    "passwd": _passwd, "keys": _keys}
+def _operations(name: str) -> Callable[[list[str]], None]:
+    def run(argv: list[str]) -> None:
+        from appliance.operations import COMMANDS as OPERATIONS
+        OPERATIONS[name](argv)
+    return run
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    **PROCESSES, "init": _init, "passwd": _passwd, "keys": _keys,
+    **{name: _operations(name) for name in ("status", "emit", "query", "tail", "purge")}}
 
 
 def main(argv: list[str] | None = None) -> int:

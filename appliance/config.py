@@ -122,6 +122,14 @@ SETTINGS: tuple[Setting, ...] = (
     S("relay", "max_batch_bytes", c.at_least(c.byte_size, 1 << 20, "1MiB"), "32MiB",
       "largest batch accepted from a forwarder"),
 
+    S("health", "supervisor", c.text, "unix://{var}/run/supervisor.sock",
+      "supervisord's control socket: /health, /metrics and `appliance status` read the "
+      "programs' states there"),
+    S("health", "max_lag", c.natural_int, "100000",
+      "a subscriber further behind the journal than this many records makes /health 503"),
+    S("health", "min_disk_free", c.byte_size, "512MiB",
+      "less free space than this where var_dir lives makes /health 503"),
+
     S(FORWARDER, "mode", c.choice("appliance", "socket"), "appliance",
       "appliance: acked batches to another appliance's [relay] listen; socket: plain "
       "SocketHandler frames to any receiver of that protocol (best effort)"),
@@ -234,7 +242,7 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
     neelix["mail_from"] = neelix["mail_from"] or f"neelix@{socket.gethostname()}"
     neelix["web_url"] = neelix["web_url"] or f"http://127.0.0.1:{values['web']['port']}"
     for section, key in (("journal", "dir"), ("writer", "db"), ("ingestor", "publish"),
-                         ("neelix", "state")):
+                         ("neelix", "state"), ("health", "supervisor")):
         text = values[section][key].replace("{var}", str(var))
         if "{" in text or "}" in text:
             raise ConfigError("only {var} may stand in braces here", str(path), section, key)

@@ -21,7 +21,7 @@ from appliance import retention
 from appliance.codec import with_seq
 from appliance.decoder_pool import DecoderPool
 from appliance.errors import ApplianceError, JournalError
-from appliance.journal import Journal
+from appliance.journal import Journal, journal_bytes
 from appliance.listeners import DatagramProtocol, StreamProtocol, udp_socket
 from appliance.record import Caps
 from appliance.rejections import RejectionLog
@@ -162,7 +162,8 @@ class Ingestor:
             "next_seq": self.journal.next_seq, "rejected": self.rejections.total,
             "rejected_by_reason": dict(self.rejections.by_reason),
             "journal_lost": self.journal_lost, "connections": len(self.streams),
-            "decoder_restarts": self.pool.restarts,
+            "decoder_restarts": self.pool.restarts, "journal_bytes": journal_bytes(
+                self.config.journal.dir),
             **({"relayed": self.relay.received, "relay_duplicates": self.relay.duplicates,
                 "relay_batches": self.relay.batches} if self.relay else {})})
 

@@ -104,6 +104,19 @@ redirect_stderr=true
 stdout_logfile=%(here)s/var/log/%(program_name)s.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
+
+; Turns unexpected exits and FATAL states into alert records in the table (stdout is the
+; listener protocol: its log is stderr).
+[eventlistener:events]
+command={command} events -c %(here)s/conf/appliance.ini
+events=PROCESS_STATE_EXITED,PROCESS_STATE_FATAL,TICK_5
+environment=PYTHONPATH="{pythonpath}",PYTHONUNBUFFERED="1"
+priority=5
+autorestart=true
+buffer_size=100
+stderr_logfile=%(here)s/var/log/%(program_name)s.log
+stderr_logfile_maxbytes=10MB
+stderr_logfile_backups=5
 """
 
 

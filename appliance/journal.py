@@ -250,3 +250,14 @@ def last_seq(directory: Path) -> int:
         if first > 1:
             return first - 1
     return 0
+
+
+def journal_bytes(directory: Path) -> int:
+    """What the journal's segments take on disk."""
+    total = 0
+    for _first, path in segment_paths(Path(directory) / "segments"):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:
+            pass  # pruned meanwhile
+    return total

@@ -152,29 +152,32 @@ def _where(url: str) -> str:
 
 
 def send_record(action: Action, notice: Notice, alert_id: int, context: Context) -> None:
-    """An alert record, in the SocketHandler wire format, to this appliance's ingestor: it
-    lands in the table and travels upstream like any record."""
+    """An alert record to this appliance's ingestor: it lands in the table and travels
+    upstream like any record."""
     o = action.options
-    level = o.get("level", logging.WARNING)
-    record = logging.LogRecord(ALERT_LOGGER, level, __file__, 0, "%s", (notice.summary,),
-                               None)
-    for name, value in (("SYSTEM_ID", o.get("system_id", "neelix")),
-                        ("SUB_SYSTEM_ID", socket.gethostname()),
-                        ("alert_id", alert_id), ("alert_event", notice.event),
-                        ("alert_source", notice.source), ("alert_key", notice.key),
-                        ("alert_system", notice.system)):
-        setattr(record, name, value)
-    frame = logging.handlers.SocketHandler(context.ingest_host, context.ingest_port) \
-        .makePickle(record)
     try:
-        with socket.create_connection((context.ingest_host, context.ingest_port),
-                                      timeout=10) as connection:
-            connection.sendall(frame)
-            connection.shutdown(socket.SHUT_WR)
-            connection.recv(1)  # the ingestor closes once it has read the frame
+        send_alert_record(context.ingest_host, context.ingest_port, ALERT_LOGGER,
+                          o.get("level", logging.WARNING), notice.summary,
+                          {"SYSTEM_ID": o.get("system_id", "neelix"), "alert_id": alert_id,
+                           "alert_event": notice.event, "alert_source": notice.source,
+                           "alert_key": notice.key, "alert_system": notice.system})
     except OSError as error:
         raise DeliveryError(f"ingestor {context.ingest_host}:{context.ingest_port}: "
                             f"{error}") from None
+
+
+def send_alert_record(host: str, port: int, logger: str, level: int, message: str,
+                      fields: dict[str, object]) -> None:
+    """One record in the SocketHandler wire format to an ingestor; raises OSError."""
+    record = logging.LogRecord(logger, level, __file__, 0, "%s", (message,), None)
+    record.SUB_SYSTEM_ID = socket.gethostname()
+    for name, value in fields.items():
+        setattr(record, name, value)
+    frame = logging.handlers.SocketHandler(host, port).makePickle(record)
+    with socket.create_connection((host, port), timeout=10) as connection:
+        connection.sendall(frame)
+        connection.shutdown(socket.SHUT_WR)
+        connection.recv(1)  # the ingestor closes once it has read the frame
 
 
 def send_command(action: Action, notice: Notice, alert_id: int, context: Context) -> None:

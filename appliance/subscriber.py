@@ -102,6 +102,7 @@ class SubscriberLoop:
         self.pending_since = 0.0
         self.processed = self.lost = 0
         self._cursor_hint = Every(1.0)
+        self._hinted = -1
         self._stats = Every(60.0)
 
     def run(self) -> None:
@@ -109,6 +110,8 @@ class SubscriberLoop:
         if origin is None:
             return
         self.origin = origin
+        if self.shard.index == 0:
+            self._forget_other_shard_counts()
         self.cursor = self.position = self.sink.load_cursor(origin)
         log.info("%s: origin %s, resuming after seq %d (shard %s)", self.name, origin,
                  self.cursor, self.shard.label)
@@ -127,6 +130,7 @@ class SubscriberLoop:
                 # Not after an error: a sink that failed mid-batch may hold state it could
                 # not store; the restart takes the batch again from the cursor.
                 self.flush()
+                self.hint_cursor(force=True)
             sub.close()
             log.info("%s: stopped after seq %d (%s)", self.name, self.cursor,
                      self.stop.signal_name or "end")
@@ -141,6 +145,7 @@ class SubscriberLoop:
                     self.flush_if_due()
                     live = False
                     self.sink.tick(live)
+                    self.hint_cursor()
                     continue
                 catching_up, live = False, True
             timeout_ms = self._poll_timeout_ms()
@@ -153,6 +158,7 @@ class SubscriberLoop:
             # Live means caught up with nothing in hand: a record still waiting for its
             # batch has not been seen by time-based checks (heartbeats) yet.
             self.sink.tick(live and self.position == self.cursor)
+            self.hint_cursor()
             if self._stats.due():
                 log.info("%s: %d records processed, cursor %d, %d lost", self.name,
                          self.processed, self.cursor, self.lost)
@@ -217,8 +223,26 @@ class SubscriberLoop:
         self.processed += len(self.pending)
         self.cursor = self.position
         self.pending = []
-        if self._cursor_hint.due() or self.stop:
+        if self.stop:
+            self.hint_cursor(force=True)
+
+    def hint_cursor(self, force: bool = False) -> None:
+        """Publish the cursor in journal/cursors (retention and /health read it) at most once
+        a second, and only when it moved."""
+        if self.cursor != self._hinted and (force or self._cursor_hint.due()):
             retention.write_cursor(self.journal_dir, self.cursor_name, self.cursor)
+            self._hinted = self.cursor
+
+    def _forget_other_shard_counts(self) -> None:
+        """Cursor files of this subscriber under another numprocs would hold journal
+        segments back (and look like a lagging subscriber) for ever: remove them."""
+        for path in (self.journal_dir / "cursors").glob(f"{self.name}-*of*"):
+            label = path.name[len(self.name) + 1:]
+            index, of, count = label.partition("of")
+            if of and index.isdigit() and count.isdigit() and int(count) != self.shard.count:
+                log.info("%s: removing the cursor file of shard %s (numprocs changed)",
+                         self.name, label)
+                path.unlink(missing_ok=True)
 
     @property
     def cursor_name(self) -> str:

@@ -1,10 +1,10 @@
-"""The herald web viewer: records table with histogram and live tail, record details, systems
-with their heartbeats, neelix's alerts, a JSON API with exports, optional login with an admin
-purge. Read-only except that purge.
+"""The herald web viewer: records table with histogram and live tail, record details with a
+forwarded record's path, systems with heartbeats and forwarders, neelix's alerts, a JSON API
+with exports, optional login with an admin purge. Read-only except that purge.
 
-A bottle app served by waitress (threads) on the stage's web port; queries go through
-query.py and store.py, neelix's state file through alert_store.py; auth.py signs sessions
-and CSRF tokens.
+A bottle app served by waitress (threads) on the stage's web port; queries and the forwarders'
+stats files go through query.py and store.py, neelix's state file through alert_store.py;
+auth.py signs sessions and CSRF tokens.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 import bottle
 
-from appliance import alert_store, histogram, web_access
+from appliance import alert_store, histogram, web_access, web_health
 from appliance.query import (
     EQUALITY_FIELDS,
     LEVELS,
@@ -34,7 +34,7 @@ from appliance.query import (
 )
 from appliance.record import COLUMNS
 from appliance.runtime import start_process
-from appliance.store import RecordStore
+from appliance.store import RecordStore, forwarder_links, record_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ HEADERS = {
 
 
 def make_app(store: RecordStore, alerts: alert_store.AlertStore, access: web_access.Access,
-             purge: Callable[[float], int] | None = None) -> bottle.Bottle:
+             purge: Callable[[float], int] | None = None,
+             run_dir: Path | None = None) -> bottle.Bottle:
     app = bottle.Bottle()
     lookup = [str(HERE / "templates")]
 
@@ -122,20 +123,23 @@ def make_app(store: RecordStore, alerts: alert_store.AlertStore, access: web_acc
             raise bottle.HTTPError(404, f"no record {record_id}")
         newer, older = store.around(record)
         return render("record", record=record, extra=pretty_extra(record["extra"]),
-                      newer=newer, older=older)
+                      path=record_path(record["hops"]), newer=newer, older=older)
 
     @app.get("/systems")
     def systems_page() -> str:
         return render("systems", **systems())
 
     def systems() -> dict:
-        """Every system that logged or that neelix watches, with its heartbeat state."""
-        watch = alerts.watch(time.time())
+        """Every system that logged or that neelix watches, with its heartbeat state; and
+        this appliance's forwarders, as their stats files tell."""
+        now = time.time()
+        watch = alerts.watch(now)
         rows = store.systems(also=watch.systems() if watch else ())
         for row in rows:
             row["heartbeat"] = watch.state(row["system_id"]) if watch \
                 else dict(alert_store.NOT_RUN)
-        return {"systems": rows, "neelix_has_run": watch is not None}
+        return {"systems": rows, "neelix_has_run": watch is not None,
+                "forwarders": forwarder_links(run_dir, now) if run_dir is not None else []}
 
     def alert_history() -> dict:
         """Open incidents, running snoozes and a page of alerts, newest first."""
@@ -175,7 +179,7 @@ def make_app(store: RecordStore, alerts: alert_store.AlertStore, access: web_acc
         record = store.record(record_id) if record_id <= MAX_ID else None
         if record is None:
             raise bottle.HTTPError(404, f"no record {record_id}")
-        return record
+        return {**record, "path": record_path(record["hops"])}
 
     @app.get("/api/options")
     def api_options() -> dict:
@@ -272,11 +276,15 @@ def export_ndjson(first: dict | None, rows: Iterator[dict]) -> Iterator[str]:
 
 
 def fmt_time(epoch: float | None) -> str:
-    """UTC with milliseconds, as the old herald showed it."""
+    """UTC to the nearest millisecond (hops keep ms); a time beyond the calendar as the number
+    it is (a relay checks only that a downstream's times are finite)."""
     if epoch is None:
         return ""
-    millis = int(epoch * 1000) % 1000
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(epoch))}.{millis:03d}"
+    try:
+        seconds, millis = divmod(round(epoch * 1000), 1000)
+        return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(seconds))}.{millis:03d}"
+    except (OverflowError, OSError, ValueError):
+        return str(epoch)
 
 
 def pretty_extra(text: str | None) -> str:
@@ -302,7 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     access = web_access.Access(config.web, config.appliance.var_dir / "web.secret",
                                config.appliance.bind)
     app = make_app(RecordStore(db), alert_store.AlertStore(config.neelix.state), access,
-                   purge=lambda cutoff: purge_older_than(db, cutoff, config.writer.delete_batch))
+                   purge=lambda cutoff: purge_older_than(db, cutoff, config.writer.delete_batch),
+                   run_dir=config.appliance.var_dir / "run")
+    web_health.add_routes(app, config, access.login)
     log.info("herald web on http://%s:%d/ reading %s and %s (login %s)",
              config.appliance.bind, config.web.port, db, config.neelix.state,
              "on" if access.login else "off")

@@ -18,7 +18,9 @@ from appliance import auth
 
 log = logging.getLogger("appliance.web")
 
-OPEN_PATHS = ("/login", "/static/")
+# /health answers everyone (load balancers, monitors); without a login it says only whether
+# the appliance is healthy, not why.
+OPEN_PATHS = ("/login", "/static/", "/health")
 LOGIN_FAILURES, LOGIN_WINDOW = 5, 300.0  # failed logins per address before a pause
 
 
@@ -124,7 +126,7 @@ def install(app: bottle.Bottle, access: Access, render: Callable[..., str],
         bottle.request.environ["herald.user"] = user
         if not access.login or user is not None or path.startswith(OPEN_PATHS):
             return
-        if path.startswith("/api/"):
+        if path.startswith(("/api/", "/metrics")):
             bottle.abort(401, "log in or send Authorization: Bearer <token>")
         target = bottle.request.fullpath + ("?" + bottle.request.query_string
                                             if bottle.request.query_string else "")

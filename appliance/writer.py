@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import peewee as pw
 
@@ -24,7 +25,7 @@ from appliance.models import (
 )
 from appliance.purge import OLDER_THAN, UP_TO_ID, delete_in_batches
 from appliance.record import COLUMNS, scrub
-from appliance.runtime import Every, StopFlag, start_process
+from appliance.runtime import Every, StopFlag, start_process, write_stats
 from appliance.subscriber import Shard, SubscriberLoop
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,16 @@ class DatabaseSink:
 
     def __init__(self, name: str, keep: float, max_rows: int, retention_interval: float,
                  delete_batch: int, retention_owner: bool,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 should_stop: Callable[[], bool] = lambda: False,
+                 var_dir: Path | None = None) -> None:
         self.name, self.should_stop = name, should_stop
         self.keep, self.max_rows, self.delete_batch = keep, max_rows, delete_batch
         self.retention_owner = retention_owner
         self._retention = Every(retention_interval)
         self.rejected = self.duplicates = self.last_rejected = self.write_failures = 0
+        self.written = 0
+        self.var_dir = var_dir
+        self._stats = Every(2.0)
 
     def load_cursor(self, origin: str) -> int:
         row = Cursor.get_or_none((Cursor.name == self.name) & (Cursor.origin == origin))
@@ -93,6 +98,7 @@ class DatabaseSink:
                 log.error("%s: database cannot store the batch up to seq %d (%s); retrying "
                           "in %ds (attempt %d)", self.name, last_seq, error, delay, attempt)
                 time.sleep(delay)
+        self.written += inserted
         already = len(records) - inserted - self.last_rejected
         if already:
             self.duplicates += already
@@ -128,6 +134,10 @@ class DatabaseSink:
     def tick(self, live: bool) -> None:
         if self.retention_owner and self._retention.due():
             self.run_retention(time.time())
+        if self.var_dir is not None and self._stats.due():
+            write_stats(self.var_dir, self.name, {
+                "written": self.written, "duplicates": self.duplicates,
+                "rejected": self.rejected, "write_failures": self.write_failures})
 
     def run_retention(self, now: float) -> int:
         """Delete rows past the keep time or over the row cap, a small batch per transaction."""
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     name = f"writer-{args.shard.label}"
     sink = DatabaseSink(name, settings.keep, settings.max_rows, settings.retention_interval,
                         settings.delete_batch, retention_owner=args.shard.index == 0,
-                        should_stop=lambda: bool(stop))
+                        should_stop=lambda: bool(stop), var_dir=config.appliance.var_dir)
     loop = SubscriberLoop("writer", config.journal.dir, config.ingestor.publish, sink,
                           args.shard, settings.batch_records, settings.batch_delay, stop)
     try:

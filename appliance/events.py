@@ -1,0 +1,97 @@
+"""A supervisord event listener: turns a program's unexpected exit or FATAL state into an
+alert record in the appliance's own table, so it reports on itself where people look.
+
+Runs as [eventlistener:events]; speaks supervisord's listener protocol on stdin/stdout, logs
+to stderr, and keeps alerts it could not deliver (the ingestor may be the one that died).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import deque
+from typing import TextIO
+
+from appliance.reactions import send_alert_record
+from appliance.runtime import start_process
+
+log = logging.getLogger(__name__)
+
+EVENTS_LOGGER = "appliance.events"
+SYSTEM_ID = "herald"
+THROTTLE = 60.0   # seconds: one "exited" alert per program at most, then a count
+PENDING = 1000    # alerts kept while the ingestor is away
+
+
+def parse(text: str) -> dict[str, str]:
+    """'key:value key:value …' → dict (supervisord's header and payload format)."""
+    return dict(token.split(":", 1) for token in text.split() if ":" in token)
+
+
+class Watch:
+    """Decides which events become alert records (pure: time is passed in)."""
+
+    def __init__(self) -> None:
+        self.last_exit: dict[str, float] = {}
+        self.held: dict[str, int] = {}
+
+    def alert(self, event: str, payload: dict[str, str], now: float) -> tuple[int, str] | None:
+        group, name = payload.get("groupname", "?"), payload.get("processname", "?")
+        program = name if group == name else f"{group}:{name}"
+        if event == "PROCESS_STATE_FATAL":
+            return logging.CRITICAL, (f"{program} is FATAL: it kept exiting while starting "
+                                      f"and supervisord gave up; see its log and "
+                                      f"`supervisorctl start {program}` once fixed")
+        if event == "PROCESS_STATE_EXITED" and payload.get("expected") == "0":
+            if now - self.last_exit.get(program, -THROTTLE) < THROTTLE:
+                self.held[program] = self.held.get(program, 0) + 1
+                return None
+            self.last_exit[program] = now
+            more = self.held.pop(program, 0)
+            note = f" ({more} more unexpected exits in the minute before)" if more else ""
+            return logging.ERROR, (f"{program} exited unexpectedly (pid {payload.get('pid')}, "
+                                   f"was {payload.get('from_state')}); supervisord restarts "
+                                   f"it{note}")
+        return None
+
+
+def listen(stdin: TextIO, stdout: TextIO, deliver: object, watch: Watch) -> None:
+    pending: deque[tuple[int, str]] = deque(maxlen=PENDING)
+    while True:
+        stdout.write("READY\n")
+        stdout.flush()
+        line = stdin.readline()
+        if not line:
+            return  # supervisord went away
+        header = parse(line)
+        payload = parse(stdin.read(int(header.get("len", 0))))
+        found = watch.alert(header.get("eventname", ""), payload, time.time())
+        if found:
+            log.warning("%s", found[1])
+            pending.append(found)
+        while pending:
+            level, message = pending[0]
+            try:
+                deliver(level, message)  # type: ignore[operator]
+            except OSError as error:
+                log.warning("alert kept for later (%d waiting): %s", len(pending), error)
+                break
+            pending.popleft()
+        stdout.write("RESULT 2\nOK")
+        stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    _args, config = start_process(
+        argparse.ArgumentParser(prog="appliance events", description=__doc__), argv)
+    bind = config.appliance.bind
+    host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+    port = config.ingestor.port
+
+    def deliver(level: int, message: str) -> None:
+        send_alert_record(host, port, EVENTS_LOGGER, level, message,
+                          {"SYSTEM_ID": SYSTEM_ID, "alert_event": "supervisor"})
+
+    listen(sys.stdin, sys.stdout, deliver, Watch())

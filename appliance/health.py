@@ -1,0 +1,127 @@
+"""The appliance's health in one snapshot: every program's supervisor state, the counters each
+process publishes in var/run/*.stats.json, each subscriber's lag behind the journal, journal,
+database and disk sizes. The web serves it as /health and /metrics; `appliance status`
+prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import xmlrpc.client
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from appliance.config import Config
+
+STATS_BYTES = 1 << 20
+RPC_TIMEOUT = 5.0
+
+
+@dataclass
+class Snapshot:
+    time: float
+    programs: dict[str, str]           # "group:name" or name → RUNNING, STOPPED, FATAL, …
+    supervisor_error: str | None
+    stats: dict[str, dict[str, Any]]   # var/run/<name>.stats.json by name
+    lag: dict[str, int]                # subscriber cursor name → records behind the journal
+    journal_bytes: int
+    db_bytes: int
+    disk_free: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def programs(url: str) -> dict[str, str]:
+    """Every program's state, from supervisord over its control socket."""
+    transport = SupervisorTransport(None, None, url)
+    transport.timeout = RPC_TIMEOUT  # type: ignore[attr-defined]
+    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    infos = proxy.supervisor.getAllProcessInfo()
+    return {(info["name"] if info["group"] == info["name"] else
+             f"{info['group']}:{info['name']}"): info["statename"] for info in infos}
+
+
+def read_stats(var_dir: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in sorted((Path(var_dir) / "run").glob("*.stats.json")):
+        try:
+            if path.stat().st_size > STATS_BYTES:
+                continue
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # being replaced right now, or not one of ours
+        if isinstance(data, dict):
+            found[path.name[: -len(".stats.json")]] = data
+    return found
+
+
+def lags(journal_dir: Path, head: int) -> dict[str, int]:
+    """Records each subscriber (by its cursor file) still has to take from the journal."""
+    behind = {}
+    for path in sorted((Path(journal_dir) / "cursors").glob("[!.]*")):
+        try:
+            behind[path.name] = max(head - int(path.read_text(encoding="utf-8").strip()), 0)
+        except (OSError, ValueError):
+            continue
+    return behind
+
+
+def _size(*paths: Path) -> int:
+    total = 0
+    for path in paths:
+        try:
+            total += path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def snapshot(config: Config) -> Snapshot:
+    now = time.time()
+    try:
+        states, error = programs(config.health.supervisor), None
+    except (OSError, xmlrpc.client.Error) as failure:
+        states, error = {}, f"supervisord does not answer at {config.health.supervisor}: " \
+                            f"{failure}"
+    stats = read_stats(config.appliance.var_dir)
+    head = int(stats.get("ingestor", {}).get("next_seq", 1)) - 1
+    db = Path(config.writer.db)
+    snap = Snapshot(
+        time=now, programs=states, supervisor_error=error, stats=stats,
+        lag=lags(config.journal.dir, head),
+        journal_bytes=int(stats.get("ingestor", {}).get("journal_bytes", 0)),
+        db_bytes=_size(db, db.with_name(db.name + "-wal")),
+        disk_free=shutil.disk_usage(config.appliance.var_dir).free)
+    snap.problems = problems(snap, config)
+    return snap
+
+
+def problems(snap: Snapshot, config: Config) -> list[str]:
+    """Why the appliance is not healthy (empty: it is)."""
+    found = []
+    if snap.supervisor_error:
+        found.append(snap.supervisor_error)
+    found += [f"{name} is {state}" for name, state in sorted(snap.programs.items())
+              if state != "RUNNING"]
+    found += [f"{name} is {behind} records behind the journal (limit "
+              f"{config.health.max_lag})" for name, behind in sorted(snap.lag.items())
+              if behind > config.health.max_lag]
+    if snap.disk_free < config.health.min_disk_free:
+        found.append(f"only {snap.disk_free >> 20} MiB free where {config.appliance.var_dir} "
+                     f"is (limit {config.health.min_disk_free >> 20} MiB)")
+    return found
+
+
+def report(snap: Snapshot) -> dict[str, Any]:
+    """/health's JSON."""
+    return {"status": "ok" if snap.healthy else "unhealthy", "problems": snap.problems,
+            "programs": snap.programs, "lag": snap.lag, "journal_bytes": snap.journal_bytes,
+            "db_bytes": snap.db_bytes, "disk_free": snap.disk_free, "time": snap.time}

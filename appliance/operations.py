@@ -1,0 +1,203 @@
+"""Operator commands on an instance: `appliance status`, `emit`, `query`, `tail`, `purge`.
+
+Each reads the instance's appliance.ini (-c, default conf/appliance.ini) and goes through the
+same modules as the processes: health.py, query.py/store.py, purge.py, the wire format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import sys
+import time
+from collections.abc import Callable
+
+from appliance import converters as c
+from appliance import health
+from appliance.config import Config
+from appliance.config import load as load_config
+from appliance.notice import when_text
+from appliance.query import QueryError, parse
+from appliance.store import RecordStore
+
+SHOWN = ("id", "received", "levelname", "system_id", "sub_system_id", "logger", "message")
+
+
+def _parser(name: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"appliance {name}", description=description)
+    parser.add_argument("-c", "--config", default="conf/appliance.ini",
+                        help="the instance's appliance.ini (default: %(default)s)")
+    return parser
+
+
+def _typed(convert: Callable[[str], object]) -> Callable[[str], object]:
+    def checked(text: str) -> object:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return checked
+
+
+def status(argv: list[str]) -> None:
+    parser = _parser("status", "Every program's state, records/s in and out, subscriber lag, "
+                     "journal, database and disk; exit 1 when unhealthy.")
+    parser.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    parser.add_argument("--interval", type=_typed(c.duration), default=1.0,
+                        help="seconds between the two samples rates come from (default 1s)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    first = health.snapshot(config)
+    time.sleep(args.interval)  # rates need two samples
+    second = health.snapshot(config)
+    rates = _rates(first, second)
+    if args.json:
+        print(json.dumps({**health.report(second), "rates": rates}, indent=2))
+    else:
+        print(render_status(config, second, rates))
+    if not second.healthy:
+        raise SystemExit(1)
+
+
+def _rates(first: health.Snapshot, second: health.Snapshot) -> dict[str, float]:
+    span = max(second.time - first.time, 1e-3)
+
+    def total(snap: health.Snapshot, prefix: str, key: str) -> float:
+        return sum(float(stats.get(key, 0)) for name, stats in snap.stats.items()
+                   if name == prefix or name.startswith(prefix + "-"))
+
+    return {name: round(max(total(second, p, k) - total(first, p, k), 0) / span, 1)
+            for name, p, k in (("in", "ingestor", "accepted"), ("stored", "writer", "written"),
+                               ("forwarded", "forwarder", "forwarded"),
+                               ("matched", "neelix", "matched"))}
+
+
+def render_status(config: Config, snap: health.Snapshot, rates: dict[str, float]) -> str:
+    state = "healthy" if snap.healthy else "UNHEALTHY"
+    lines = [f"herald {config.appliance.instance} (stage {config.stage.name}): {state}"]
+    lines += [f"  ! {problem}" for problem in snap.problems]
+    lines.append("programs: " + (", ".join(f"{name} {s}" for name, s in
+                                           sorted(snap.programs.items())) or "unknown"))
+    lines.append(f"records/s: in {rates['in']:g}, stored {rates['stored']:g}, forwarded "
+                 f"{rates['forwarded']:g}, matched {rates['matched']:g}")
+    lines.append("lag (records): " + (", ".join(f"{name} {behind}" for name, behind in
+                                                sorted(snap.lag.items())) or "no subscriber"))
+    for name, stats in sorted(snap.stats.items()):
+        if name.startswith("forwarder-"):
+            link = "up" if stats.get("link_up") else "DOWN"
+            lines.append(f"{name}: link {link}, {stats.get('behind_records', 0)} records / "
+                         f"{stats.get('behind_seconds', 0)}s behind")
+    lines.append(f"journal {snap.journal_bytes / 2**20:.1f} MiB, database "
+                 f"{snap.db_bytes / 2**20:.1f} MiB, disk free {snap.disk_free / 2**30:.1f} GiB")
+    return "\n".join(lines)
+
+
+def emit(argv: list[str]) -> None:
+    parser = _parser("emit", "Send test records to the instance's ingest port, as a service "
+                     "would (stdlib SocketHandler).")
+    parser.add_argument("message", nargs="?", default="test record from appliance emit")
+    parser.add_argument("--count", type=_typed(c.positive_int), default=1)
+    parser.add_argument("--level", type=_typed(c.log_level), default="INFO")
+    parser.add_argument("--system", default="appliance-emit", help="its SYSTEM_ID")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    bind = config.appliance.bind
+    host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+    handler = logging.handlers.SocketHandler(host, config.ingestor.port)
+    logger = logging.Logger("appliance.emit")
+    logger.addHandler(handler)
+    level = logging.getLevelName(args.level)
+    for number in range(args.count):
+        text = args.message if args.count == 1 else f"{args.message} {number + 1}"
+        logger.log(level, text, extra={"SYSTEM_ID": args.system})
+    handler.close()
+    print(f"sent {args.count} record(s) to {host}:{config.ingestor.port}")
+
+
+def _query_parser(name: str, description: str) -> argparse.ArgumentParser:
+    parser = _parser(name, description + " Filters are the web's URL parameters, e.g. "
+                     "system_id=shop level=ERROR since=1h q=timeout.")
+    parser.add_argument("filters", nargs="*", metavar="NAME=VALUE")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser
+
+
+def _filters(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            parser.error(f"{pair!r} is not NAME=VALUE")
+        params[name] = value
+    return params
+
+
+def _store(config: Config) -> RecordStore:
+    if not config.writer.db.exists():
+        raise SystemExit(f"no herald database at {config.writer.db} yet (has the writer run?)")
+    return RecordStore(config.writer.db)
+
+
+def _print(rows: list[dict], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            message = (row["message"] or "").replace("\n", " ")[:160]
+            print(f"{row['id']:>9} {when_text(row['received'])[:19]} "
+                  f"{row['levelname'] or '':8} {row['system_id'] or '-':16} "
+                  f"{row['logger'] or '':20} {message}")
+    sys.stdout.flush()
+
+
+def query(argv: list[str]) -> None:
+    parser = _query_parser("query", "Print the newest records matching the filters.")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    try:
+        rows, _more = _store(config).page(parse(_filters(parser, args.filters)))
+    except QueryError as error:
+        parser.error(str(error))
+    _print(list(reversed(rows)), args.json)
+
+
+def tail(argv: list[str]) -> None:
+    parser = _query_parser("tail", "Print new records as they are stored (Ctrl-C ends).")
+    parser.add_argument("--once", action="store_true", help="print what is there and stop")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    params = _filters(parser, args.filters)
+    store = _store(config)
+    try:
+        rows, _more = store.page(parse({**params, "limit": "20"}))
+        _print(list(reversed(rows)), args.json)
+        last = max((row["id"] for row in rows), default=0)
+        while not args.once:
+            time.sleep(0.5)
+            rows, _more = store.page(parse({**params, "after": str(last), "order": "asc",
+                                            "limit": "1000"}))
+            _print(rows, args.json)
+            last = max((row["id"] for row in rows), default=last)
+    except QueryError as error:
+        parser.error(str(error))
+    except KeyboardInterrupt:
+        pass
+
+
+def purge(argv: list[str]) -> None:
+    from appliance.purge import purge_older_than
+    parser = _parser("purge", "Delete records received longer ago than a duration, in small "
+                     "transactions (the appliance may run meanwhile).")
+    parser.add_argument("--older-than", required=True, type=_typed(c.duration),
+                        help="e.g. 30d, 12h")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    _store(config)
+    cutoff = time.time() - args.older_than
+    deleted = purge_older_than(config.writer.db, cutoff, config.writer.delete_batch)
+    print(f"deleted {deleted} records received before {when_text(cutoff)}")
+
+
+COMMANDS = {"status": status, "emit": emit, "query": query, "tail": tail, "purge": purge}
