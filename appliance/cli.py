@@ -72,6 +72,7 @@ def _operations(name: str) -> Callable[[list[str]], None]:
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     **PROCESSES, "init": _init, "passwd": _passwd, "keys": _keys,
+    "import-legacy": _process("legacy_import"),  # an operator command, not a process
     **{name: _operations(name) for name in ("status", "emit", "query", "tail", "purge")}}
 
 
