@@ -1,8 +1,8 @@
 """`appliance import-legacy OLD.sqlite`: copy the records of an old ps.herald database (the `log`
 table ps_bridge filled) into this instance's herald DB, stored as the writer stores its rows.
 
-A pure core (column plan, time and value conversion) and a thin shell that reads the old table
-and inserts batches in IMMEDIATE transactions beside the running writer. (origin, seq) =
+The shell around legacy_rows.py (the column plan and the row conversion): it reads the old
+table and inserts batches in IMMEDIATE transactions beside the running writer. (origin, seq) =
 ("legacy:<stem>", old id) makes a second run insert nothing twice.
 """
 
