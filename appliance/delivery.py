@@ -13,10 +13,10 @@ import time
 
 from peewee import fn
 
+from appliance.actions import Action
 from appliance.neelix_state import FAILED, PENDING, SENT, Alert, state_db
 from appliance.notice import Notice
 from appliance.reactions import Context, DeliveryError, send
-from appliance.rulebook import Action
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ import time
 import schedule
 
 from appliance import neelix_state as state
+from appliance.actions import Defaults
 from appliance.config import Config
 from appliance.delivery import Dispatcher
 from appliance.heartbeat import Heartbeats
@@ -22,7 +23,7 @@ from appliance.neelix_state import FAILED, PENDING, Alert
 from appliance.notice import Notice
 from appliance.reactions import ALERT_LOGGER, Context
 from appliance.record import INDEX
-from appliance.rulebook import Defaults, RuleBook
+from appliance.rulebook import RuleBook
 from appliance.rulebook import load as load_rules
 from appliance.rules import Rules
 from appliance.runtime import Every, StopFlag, start_process, write_stats

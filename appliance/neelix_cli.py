@@ -14,13 +14,13 @@ from pathlib import Path
 
 from appliance import converters as c
 from appliance import neelix_state as state
+from appliance.actions import Defaults
 from appliance.config import load as load_config
 from appliance.heartbeat import Heartbeats
 from appliance.neelix import rule_book
 from appliance.notice import Notice, when_text
 from appliance.reactions import ALERT_LOGGER
 from appliance.record import COLUMNS, INDEX
-from appliance.rulebook import Defaults
 from appliance.rulebook import load as load_rules
 from appliance.rules import Rules
 

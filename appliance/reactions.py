@@ -24,8 +24,8 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+from appliance.actions import Action
 from appliance.notice import Notice
-from appliance.rulebook import Action
 
 ALERT_LOGGER = "appliance.neelix"  # neelix never matches its own alert records
 ERROR_TAIL = 300

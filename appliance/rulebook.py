@@ -9,25 +9,21 @@ from __future__ import annotations
 import configparser
 import logging
 import re
-import shlex
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from string import Template
 from typing import Any
 
 from appliance import converters as c
+from appliance.actions import Action, Defaults, parse_action
 from appliance.errors import ConfigError
 from appliance.maintenance import Maintenance, parse_maintenance
-from appliance.notice import TEMPLATE_FIELDS
 from appliance.record import COLUMNS
 
 ALIASES = {"system": "system_id", "host": "sub_system_id"}
 # Rule keys that match a field against a list of glob patterns.
 PATTERN_KEYS = {"system": "system_id", "host": "sub_system_id", "logger": "logger",
                 "package_version": "package_version"}
-ACTION_TYPES = ("mail", "webhook", "record", "command")
-SECURITY = ("none", "starttls", "tls")
 
 
 @dataclass(frozen=True)
@@ -62,41 +58,11 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
-class Action:
-    name: str
-    type: str
-    options: dict[str, Any] = field(default_factory=dict)
-    retry_for: float = 86400.0
-    retries: int = 0  # tries at most (0: as many as fit in retry_for)
-
-
-@dataclass(frozen=True)
 class RuleBook:
     rules: tuple[Rule, ...] = ()
     heartbeats: tuple[Heartbeat, ...] = ()
     actions: dict[str, Action] = field(default_factory=dict)
     maintenance: tuple[Maintenance, ...] = ()
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """What [neelix] in appliance.ini gives every mail action (and the old format's mail)."""
-
-    smtp_host: str = "localhost"
-    smtp_port: int = 25
-    mail_from: str = "neelix@localhost"
-    retry_for: float = 86400.0
-
-
-def _template(text: str) -> Template:
-    template = Template(text.replace("\\n", "\n"))
-    if not template.is_valid():
-        raise ValueError("not a valid template (write fields as ${name}, a $ as $$)")
-    unknown = set(template.get_identifiers()) - set(TEMPLATE_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}; known: "
-                         f"{', '.join(TEMPLATE_FIELDS)}")
-    return template
 
 
 def _globs(text: str) -> tuple[str, ...]:
@@ -130,47 +96,12 @@ def _threshold(text: str) -> tuple[int, float]:
     return c.positive_int(count), c.duration(window)
 
 
-def _url(text: str) -> str:
-    value = text.strip()
-    if not value.startswith(("http://", "https://")) or len(value) < 10:
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-    return value
-
-
-def _argv(text: str) -> tuple[str, ...]:
-    argv = tuple(shlex.split(text))
-    if not argv:
-        raise ValueError("empty command")
-    return argv
-
-
-def _choice(options: tuple[str, ...]) -> Any:
-    def convert(text: str) -> str:
-        value = text.strip().lower()
-        if value not in options:
-            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
-        return value
-    return convert
-
-
 RULE_KEYS = {"level": _level, "message": c.regex, "traceback": c.regex,
              "threshold": _threshold, "key": _key, "realert": c.duration,
              "actions": c.word_list, **{k: _globs for k in PATTERN_KEYS}}
 HEARTBEAT_KEYS = {"systems": c.word_list, "silence": c.at_least(c.seconds, 1.0, "1s"),
                   "grace": c.seconds, "remind": c.seconds, "actions": c.word_list,
                   "forget": c.at_least(c.seconds, 60.0, "1m")}
-COMMON_ACTION_KEYS = {"type": _choice(ACTION_TYPES), "retry_for": c.duration,
-                      "retries": c.natural_int}
-ACTION_KEYS = {
-    "mail": {"to": c.address_list, "from": c.text, "host": c.text, "port": c.port_number,
-             "security": _choice(SECURITY), "user": c.text, "password_env": c.text,
-             "password_file": c.text, "timeout": c.duration, "subject": _template,
-             "body": _template},
-    "webhook": {"url": _url, "timeout": c.duration, "format": _choice(("json", "slack"))},
-    "record": {"level": _level, "system_id": c.text},
-    "command": {"command": _argv, "timeout": c.duration},
-}
-ACTION_REQUIRED = {"mail": ("to",), "webhook": ("url",), "record": (), "command": ("command",)}
 LEGACY_KEYS = {"mail_to": c.address_list, "msg": c.text,
                "age": c.at_least(c.product, 1, "1 second")}
 
@@ -215,9 +146,9 @@ class _Reader:
         raise ConfigError(message, str(self.path), self.section, key)
 
 
-def load(path: str | Path, defaults: Defaults = Defaults()) -> RuleBook:
-    """Read and check a rules file; a missing file is an empty rule book."""
-    path = Path(path)
+def load(path: str | Path, defaults: Defaults | None = None) -> RuleBook:
+    """Read and check a rules file (an empty file is an empty rule book)."""
+    path, defaults = Path(path), defaults or Defaults()
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     parser.optionxform = str  # type: ignore[assignment, method-assign]
     try:
@@ -266,7 +197,7 @@ def parse(parser: configparser.ConfigParser, path: Path, defaults: Defaults) -> 
             if name in actions:
                 reader.fail(f"an action called {name!r} is already defined (the old format's "
                             "[SYSTEM] sections define SYSTEM-mail)")
-            actions[name] = _action(reader, name, defaults)
+            actions[name] = parse_action(reader, name, defaults)
         elif kind == "maintenance":
             windows.append(parse_maintenance(reader, name))
         else:
@@ -318,33 +249,6 @@ def _heartbeat(reader: _Reader, name: str) -> Heartbeat:
     return Heartbeat(name=name, systems=listed, patterns=patterns, silence=v["silence"],
                      grace=v.get("grace", 0.0), remind=v.get("remind", 0.0),
                      actions=tuple(v["actions"]), forget=v.get("forget", 7 * 86400.0))
-
-
-def _action(reader: _Reader, name: str, defaults: Defaults) -> Action:
-    kind = reader.items.get("type", "").strip().lower()
-    if kind not in ACTION_TYPES:
-        reader.fail(f"type must be one of {', '.join(ACTION_TYPES)}", "type")
-    v = reader.typed({**COMMON_ACTION_KEYS, **ACTION_KEYS[kind]})
-    for key in ACTION_REQUIRED[kind]:
-        if key not in v:
-            reader.fail(f"a {kind} action needs {key}", key)
-    if kind == "mail":
-        v.setdefault("host", defaults.smtp_host)
-        v.setdefault("port", defaults.smtp_port)
-        v.setdefault("from", defaults.mail_from)
-        if "user" in v and not ("password_env" in v or "password_file" in v):
-            reader.fail("user needs password_env or password_file (never the password "
-                        "itself in this file)", "user")
-        if "user" in v and v.get("security", "none") == "none":
-            reader.fail("a login needs security = starttls or tls (the password would "
-                        "cross the network in clear)", "security")
-        for key in ("from", "host", "user"):
-            if any(ch in str(v.get(key, "")) for ch in "\r\n"):
-                reader.fail("one line only", key)
-    retry_for = v.pop("retry_for", defaults.retry_for)
-    retries = v.pop("retries", 0)
-    v.pop("type")
-    return Action(name=name, type=kind, options=v, retry_for=retry_for, retries=retries)
 
 
 def _legacy(reader: _Reader, system: str, defaults: Defaults, rules: list[Rule],

@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from appliance import converters as c
+from appliance.actions import Defaults
 from appliance.errors import EXIT_CONFIG, ConfigError
 from appliance.heartbeat import Heartbeats
 from appliance.notice import Notice
 from appliance.record import COLUMNS, INDEX
-from appliance.rulebook import Defaults, RuleBook, load
+from appliance.rulebook import RuleBook, load
 from appliance.rules import Rules, key_of, matches
 
 DEFAULTS = Defaults(smtp_host="smtp.example.org", smtp_port=2525,
