@@ -10,11 +10,11 @@ import threading
 import time
 
 from appliance import neelix_state as state
+from appliance.actions import Action
 from appliance.delivery import Courier, backoff
 from appliance.heartbeat import Heartbeats
 from appliance.notice import Notice
 from appliance.reactions import Context
-from appliance.rulebook import Action
 from appliance.rules import Rules
 
 CONTEXT = Context("test", "127.0.0.1", 9, "")
