@@ -208,6 +208,16 @@ class Instance:
         finally:
             handler.close()
 
+    def wait_web(self, timeout: float = 30) -> None:
+        """The web listens once the writer has made the DB: wait for its port."""
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.web_port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_until(listening, timeout, "the web viewer to listen", self.diagnostics)
+
     def wait_count(self, expected: int, where: str = "1", params: tuple = (),
                    timeout: float = 120) -> None:
         wait_until(lambda: self.count(where, params) >= expected, timeout,

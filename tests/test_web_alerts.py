@@ -31,6 +31,10 @@ def get(inst: Instance, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ConnectionRefusedError):
+            return 0, "not listening yet"  # the web starts once the writer made the DB
+        raise
 
 
 def api(inst: Instance, path: str) -> dict:

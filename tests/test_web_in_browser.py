@@ -57,6 +57,7 @@ def site(tmp_path_factory):
         for payload in (SCRIPT, IMG):
             send(inst, payload, logger=payload, SYSTEM_ID=payload, note=payload)
         inst.wait_count(sum(SYSTEMS.values()) + 6)
+        inst.wait_web()
         yield inst
     finally:
         inst.stop()

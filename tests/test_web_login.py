@@ -43,6 +43,10 @@ class Browser:
                 return response.status, dict(response.headers), response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read().decode()
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, ConnectionRefusedError):
+                return 0, {}, "not listening yet"  # the web starts once the DB exists
+            raise
 
     def login(self, name: str, password: str = PASSWORD) -> int:
         return self.call("/login", {"name": name, "password": password, "next": "/"})[0]

@@ -23,6 +23,10 @@ def get(inst: Instance, path: str) -> tuple[int, dict, str]:
             return response.status, dict(response.headers), response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read().decode()
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ConnectionRefusedError):
+            return 0, {}, "not listening yet"  # the web starts once the writer made the DB
+        raise
 
 
 def api(inst: Instance, path: str) -> dict:
