@@ -119,7 +119,7 @@ SETTINGS: tuple[Setting, ...] = (
       "keys NAME` makes one): encrypts the link and admits only allowed_keys"),
     S("relay", "allowed_keys", c.text, "", "folder of the public key files (*.key) of the "
       "forwarders allowed in, when secret_key_file is set"),
-    S("relay", "max_batch_bytes", c.at_least(c.byte_size, 1 << 20, "1MiB"), "32MiB",
+    S("relay", "max_batch_bytes", c.at_least(c.byte_size, 4 << 20, "4MiB"), "32MiB",
       "largest batch accepted from a forwarder"),
 
     S("health", "supervisor", c.text, "unix://{var}/run/supervisor.sock",
@@ -141,7 +141,8 @@ SETTINGS: tuple[Setting, ...] = (
       "empty: every system)"),
     S(FORWARDER, "exclude_systems", c.word_list, "", "never forward these systems (glob "
       "patterns)"),
-    S(FORWARDER, "batch_records", c.positive_int, "2000", "records sent per batch at most"),
+    S(FORWARDER, "batch_records", c.at_most(c.positive_int, 10000), "2000",
+      "records sent per batch at most (up to 10000; big batches go in 4 MiB messages)"),
     S(FORWARDER, "batch_delay", c.duration, "100ms", "longest a record waits for its batch"),
     S(FORWARDER, "ack_timeout", c.at_least(c.duration, 1.0, "1s"), "10s",
       "a batch not acknowledged in this time is sent again (the upstream drops duplicates)"),
@@ -263,6 +264,15 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
     forwarders = {section.partition(":")[2]: SimpleNamespace(**_resolve_forwarder(
         values.pop(section), section, stage, values, base, str(path)))
         for section in [s for s in values if s.startswith("forwarder:")]}
+    targets = [(f.upstream, name) for name, f in forwarders.items() if f.mode == "appliance"]
+    for upstream, name in targets:
+        others = [other for target, other in targets if target == upstream and other != name]
+        if others:
+            # The relay drops what it already has by (origin, seq), which assumes one
+            # in-order stream per origin: two filtered streams would interleave.
+            raise ConfigError(f"forwarders {name} and {others[0]} both send to {upstream}; "
+                              "one forwarder per upstream relay", str(path),
+                              f"forwarder:{name}", "upstream")
     config = Config(**{name: SimpleNamespace(**section) for name, section in values.items()})
     config.path, config.stage, config.forwarders = path, stage, forwarders
     return config

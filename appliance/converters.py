@@ -120,6 +120,16 @@ def at_least(convert: Callable[[str], Any], minimum: Any, shown: str) -> Callabl
     return checked
 
 
+def at_most(convert: Callable[[str], Any], maximum: Any) -> Callable[[str], Any]:
+    """`convert`, refusing values above `maximum`."""
+    def checked(text: str) -> Any:
+        value = convert(text)
+        if value > maximum:
+            raise ValueError(f"{text.strip()!r} is above the maximum of {maximum}")
+        return value
+    return checked
+
+
 def credentials(text: str) -> dict[str, tuple[str, str]]:
     """'name:role:secret' entries, one per line or comma-separated → {name: (role, secret)};
     role is viewer or admin. Used for [web] users (password hashes) and tokens (digests)."""

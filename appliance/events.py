@@ -12,7 +12,8 @@ import logging
 import sys
 import time
 from collections import deque
-from typing import TextIO
+from collections.abc import Callable
+from typing import BinaryIO, TextIO
 
 from appliance.reactions import send_alert_record
 from appliance.runtime import start_process
@@ -23,6 +24,7 @@ EVENTS_LOGGER = "appliance.events"
 SYSTEM_ID = "herald"
 THROTTLE = 60.0   # seconds: one "exited" alert per program at most, then a count
 PENDING = 1000    # alerts kept while the ingestor is away
+SEND_TIMEOUT = 2.0  # a stalled ingestor must not hold the listener (events queue meanwhile)
 
 
 def parse(text: str) -> dict[str, str]:
@@ -57,7 +59,8 @@ class Watch:
         return None
 
 
-def listen(stdin: TextIO, stdout: TextIO, deliver: object, watch: Watch) -> None:
+def listen(stdin: BinaryIO, stdout: TextIO, deliver: Callable[[int, str], None],
+           watch: Watch) -> None:
     pending: deque[tuple[int, str]] = deque(maxlen=PENDING)
     while True:
         stdout.write("READY\n")
@@ -65,8 +68,9 @@ def listen(stdin: TextIO, stdout: TextIO, deliver: object, watch: Watch) -> None
         line = stdin.readline()
         if not line:
             return  # supervisord went away
-        header = parse(line)
-        payload = parse(stdin.read(int(header.get("len", 0))))
+        header = parse(line.decode("utf-8", "replace"))
+        # len counts bytes: read bytes, then decode.
+        payload = parse(stdin.read(int(header.get("len", 0))).decode("utf-8", "replace"))
         found = watch.alert(header.get("eventname", ""), payload, time.time())
         if found:
             log.warning("%s", found[1])
@@ -74,7 +78,7 @@ def listen(stdin: TextIO, stdout: TextIO, deliver: object, watch: Watch) -> None
         while pending:
             level, message = pending[0]
             try:
-                deliver(level, message)  # type: ignore[operator]
+                deliver(level, message)
             except OSError as error:
                 log.warning("alert kept for later (%d waiting): %s", len(pending), error)
                 break
@@ -92,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def deliver(level: int, message: str) -> None:
         send_alert_record(host, port, EVENTS_LOGGER, level, message,
-                          {"SYSTEM_ID": SYSTEM_ID, "alert_event": "supervisor"})
+                          {"SYSTEM_ID": SYSTEM_ID, "alert_event": "supervisor"},
+                          timeout=SEND_TIMEOUT)
 
-    listen(sys.stdin, sys.stdout, deliver, Watch())
+    listen(sys.stdin.buffer, sys.stdout, deliver, Watch())

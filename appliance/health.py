@@ -6,15 +6,16 @@ prints it.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
+import socket
+import threading
 import time
 import xmlrpc.client
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from supervisor.xmlrpc import SupervisorTransport
 
 from appliance.config import Config
 
@@ -39,11 +40,34 @@ class Snapshot:
         return not self.problems
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over supervisord's unix socket, with a timeout (supervisor's own has none)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("127.0.0.1", timeout=RPC_TIMEOUT)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(RPC_TIMEOUT)
+        self.sock.connect(self.path)
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host: object) -> http.client.HTTPConnection:
+        return _UnixConnection(self.path)
+
+
 def programs(url: str) -> dict[str, str]:
     """Every program's state, from supervisord over its control socket."""
-    transport = SupervisorTransport(None, None, url)
-    transport.timeout = RPC_TIMEOUT  # type: ignore[attr-defined]
-    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    if not url.startswith("unix://"):
+        raise OSError(f"{url} is not a unix:// socket")
+    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1/RPC2",
+                                      transport=_UnixTransport(url[len("unix://"):]))
     infos = proxy.supervisor.getAllProcessInfo()
     return {(info["name"] if info["group"] == info["name"] else
              f"{info['group']}:{info['name']}"): info["statename"] for info in infos}
@@ -84,11 +108,27 @@ def _size(*paths: Path) -> int:
     return total
 
 
+_latest: tuple[float, Snapshot | None] = (0.0, None)
+_taking = threading.Lock()
+
+
+def recent_snapshot(config: Config, fresh: float = 1.0) -> Snapshot:
+    """A snapshot at most `fresh` seconds old; one is taken at a time, so a flood of /health
+    requests (open to everyone) costs one supervisord call a second, not one each."""
+    global _latest
+    with _taking:
+        taken, snap = _latest
+        if snap is None or time.monotonic() - taken > fresh:
+            snap = snapshot(config)
+            _latest = (time.monotonic(), snap)
+        return snap
+
+
 def snapshot(config: Config) -> Snapshot:
     now = time.time()
     try:
         states, error = programs(config.health.supervisor), None
-    except (OSError, xmlrpc.client.Error) as failure:
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException) as failure:
         states, error = {}, f"supervisord does not answer at {config.health.supervisor}: " \
                             f"{failure}"
     stats = read_stats(config.appliance.var_dir)

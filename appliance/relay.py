@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 BATCH = b"herald-batch-1"
 ACK = b"herald-ack-1"
 MAX_HOPS = 16
+MAX_BATCH_RECORDS = 20000  # a forwarder sends at most [forwarder:NAME] batch_records (≤ 10000)
+MAX_STRING = 1 << 20       # longer text is the sender's bug (the ingestor caps fields lower)
+MAX_ORIGINS = 10000        # downstream origins remembered; more is a misbehaving sender
+RCVHWM = 4                 # batches queued inside ZeroMQ per sender
 _SEQ, _ORIGIN, _RECEIVED, _HOPS = (INDEX[n] for n in ("seq", "origin", "received", "hops"))
 _INTS = frozenset(INDEX[n] for n in ("seq", "levelno", "lineno", "process", "thread"))
 _FLOATS = frozenset(INDEX[n] for n in ("received", "created"))
@@ -43,9 +47,10 @@ class BadRecord(ValueError):
 def checked(values: object, caps: Caps) -> list:
     """A forwarded record, validated value by value against the schema (the downstream is in
     a less trusted zone); oversized text is cut as the ingestor cuts it."""
-    if not isinstance(values, list) or not 0 < len(values) <= len(COLUMNS):
+    if not isinstance(values, list) or not values:
         raise BadRecord("not a record")
-    values = values + [None] * (len(COLUMNS) - len(values))
+    # A newer downstream may send columns this version does not have: they are left out.
+    values = values[:len(COLUMNS)] + [None] * (len(COLUMNS) - len(values))
     for index, value in enumerate(values):
         if value is None:
             continue
@@ -69,9 +74,12 @@ def checked(values: object, caps: Caps) -> list:
 def add_hop(values: list, instance: str, now: float) -> None:
     """Append this appliance (its journal's origin id) to the record's hops, the record's
     origin first, each with its receive time."""
+    text = values[_HOPS]
     try:
-        hops = json.loads(values[_HOPS]) if values[_HOPS] else []
-    except ValueError:
+        # Longer than MAX_HOPS entries could be is not a relay's list (and deep nesting
+        # would make json.loads recurse): start afresh.
+        hops = json.loads(text) if text and len(text) < MAX_HOPS * 200 else []
+    except (ValueError, RecursionError):
         hops = []
     if not isinstance(hops, list) or not hops:
         hops = [[values[_ORIGIN], values[_RECEIVED]]]
@@ -148,6 +156,7 @@ class Relay:
         router.setsockopt(zmq.LINGER, 0)
         # libzmq drops a connection that sends a bigger message: memory stays bounded.
         router.setsockopt(zmq.MAXMSGSIZE, self.settings.max_batch_bytes)
+        router.setsockopt(zmq.RCVHWM, RCVHWM)
         authenticator = None
         if self.settings.secret_key_file:
             authenticator = keys.serve_curve(context, router, self.settings.secret_key_file,
@@ -159,7 +168,13 @@ class Relay:
         try:
             while True:
                 frames = await router.recv_multipart()
-                reply = self.handle(frames[0], frames[1:])
+                try:
+                    reply = self.handle(frames[0], frames[1:])
+                except Exception as error:  # noqa: BLE001 - a sender must not stop the relay
+                    log.exception("relay: batch from %s not handled", frames[0].hex()[:16])
+                    self.reject(f"relay:{frames[0].hex()[:16]}", "relay-batch", str(error))
+                    reply = [ACK, frames[2] if len(frames) > 2 else b"", b"error",
+                             b"not handled"]
                 if reply is not None:
                     await router.send_multipart([frames[0], *reply])
         finally:
@@ -175,7 +190,12 @@ class Relay:
             return [ACK, frames[1] if len(frames) > 1 else b"", b"error", b"not a batch"]
         batch_id, body = frames[1], frames[2]
         try:
-            records = msgpack.unpackb(body, raw=False, use_list=True)
+            # Bounded before anything is built: a batch of millions of tiny arrays would
+            # take gigabytes and seconds of the ingestor's loop.
+            records = msgpack.unpackb(body, raw=False, use_list=True, max_map_len=0,
+                                      max_ext_len=0, max_bin_len=0,
+                                      max_array_len=MAX_BATCH_RECORDS,
+                                      max_str_len=MAX_STRING)
             if not isinstance(records, list):
                 raise ValueError("not a list")
         except Exception as error:  # noqa: BLE001 - any decoding failure is the sender's
@@ -190,8 +210,15 @@ class Relay:
             except BadRecord as error:
                 self.reject(peer, "relay-record", str(error))
                 continue
+            if values[_ORIGIN] == self.seen.own:
+                self.duplicates += 1  # our own record came back round a cycle of appliances
+                continue
             if not self.seen.fresh(values, batch):
                 self.duplicates += 1
+                continue
+            if len(self.seen.last) + len(batch) >= MAX_ORIGINS and \
+                    values[_ORIGIN] not in self.seen.last and values[_ORIGIN] not in batch:
+                self.reject(peer, "relay-origins", f"more than {MAX_ORIGINS} origins")
                 continue
             self.seen.note(values, batch)
             add_hop(values, self.seen.own, now)

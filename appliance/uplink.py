@@ -32,7 +32,13 @@ class UplinkError(Exception):
     """A batch was not delivered (upstream away, refused, or too slow to answer)."""
 
 
+# Bytes of one batch message at most: within the relay's max_batch_bytes (default 32 MiB,
+# at least 4 MiB), so a batch of long tracebacks is split rather than refused.
+MAX_MESSAGE = 4 << 20
+
+
 class ApplianceUplink:
+    """Acked batches to an upstream appliance's relay over ZeroMQ DEALER (optionally Curve)."""
     def __init__(self, endpoint: str, ack_timeout: float, reconnect_max: float,
                  server_key: str = "", client_key_file: Path | None = None,
                  stopping: Callable[[], bool] = lambda: False) -> None:
@@ -58,11 +64,18 @@ class ApplianceUplink:
         return sock
 
     def send(self, records: list[list]) -> int:
-        """Deliver one batch; return how many the relay journaled (the rest it already had)."""
+        """Deliver one batch; return how many the relay journaled (the rest it already had).
+        A batch bigger than MAX_MESSAGE goes as several, in order, each acknowledged."""
+        body = msgpack.packb(records, use_bin_type=True)
+        if len(body) > MAX_MESSAGE and len(records) > 1:
+            half = len(records) // 2
+            return self.send(records[:half]) + self.send(records[half:])
+        return self._send(body)
+
+    def _send(self, body: bytes) -> int:
         if self.socket is None:
             self.socket = self._connect()
         batch_id = next(self.ids).to_bytes(8, "big")
-        body = msgpack.packb(records, use_bin_type=True)
         # With IMMEDIATE, the socket is writable only once a relay is connected (and, with
         # Curve, has accepted our key): nothing waits in a queue for a peer that is away.
         if not self._poll(zmq.POLLOUT):

@@ -15,7 +15,7 @@ from appliance.config import Config
 def add_routes(app: bottle.Bottle, config: Config, login: bool) -> None:
     @app.get("/health")
     def health_check() -> str:
-        snap = health.snapshot(config)
+        snap = health.recent_snapshot(config)
         bottle.response.status = 200 if snap.healthy else 503
         bottle.response.content_type = "application/json"
         bottle.response.set_header("Cache-Control", "no-store")
@@ -27,4 +27,4 @@ def add_routes(app: bottle.Bottle, config: Config, login: bool) -> None:
     def prometheus() -> str:
         bottle.response.content_type = "text/plain; version=0.0.4; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")
-        return metrics.render(health.snapshot(config))
+        return metrics.render(health.recent_snapshot(config))

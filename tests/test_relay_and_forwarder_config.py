@@ -18,7 +18,7 @@ from appliance.journal import Journal, JournalReader
 from appliance.record import COLUMNS, INDEX, Caps
 from appliance.relay import ACK, BATCH, MAX_HOPS, BadRecord, Relay, Seen, add_hop, checked
 
-CAPS = Caps(text=100, field=10)
+CAPS = Caps(text=100, field=40)
 
 
 def record(seq: int, origin: str = "edge_t-1", **fields: object) -> list:
@@ -40,11 +40,12 @@ def test_records_of_the_wrong_shape_are_refused(bad):
 
 
 def test_text_is_cut_to_the_caps_and_short_records_are_padded():
-    values = checked(record(7, message="m" * 500, system_id="s" * 50)[:-3], CAPS)
+    values = checked(record(7, message="m" * 500, system_id="s" * 500)[:-3], CAPS)
     assert len(values) == len(COLUMNS)
     assert values[INDEX["message"]].startswith("m" * 100) and "truncated" in \
         values[INDEX["message"]]
-    assert values[INDEX["system_id"]].startswith("s" * 10) and len(values[INDEX["system_id"]]) < 50
+    assert values[INDEX["system_id"]].startswith("s" * 40) and \
+        len(values[INDEX["system_id"]]) < 100
 
 
 def test_hops_start_at_the_origin_and_stay_bounded():
@@ -145,3 +146,29 @@ def test_forwarders_are_read_with_their_defaults(tmp_path):
     assert (core.mode, core.upstream, core.systems, core.level) == \
         ("appliance", "tcp://10.0.0.5:9029", ["shop*", "web"], "DEBUG")
     assert old.upstream == ("127.0.0.1", 9019)  # DEVELOPMENT's tunnel end, as the old bridge
+
+
+def test_hostile_batches_cost_neither_the_relay_nor_its_memory(tmp_path):
+    journal = Journal(tmp_path, "up_p", 1 << 20, fsync=False)
+    relay, rejected = relay_on(journal, tmp_path)
+    # Millions of one-byte arrays: refused from the header, before anything is built.
+    bomb = b"\xdd" + (4_000_000).to_bytes(4, "big") + b"\x90" * 4_000_000
+    assert relay.handle(b"id", [BATCH, b"\0" * 8, bomb])[2] == b"error"
+    # Deeply nested hops text: the record is kept, its hops start afresh.
+    nested = record(1, hops="[" * 60000)
+    assert relay.handle(b"id", batch(nested))[2:] == [b"ok", b"1"]
+    stored = unpack_record(JournalReader(tmp_path).read_from(1, 10)[0][1])
+    assert [hop[0] for hop in json.loads(stored[INDEX["hops"]])] == ["edge_t-1", journal.origin]
+    # Our own records coming back round a cycle of appliances are dropped.
+    assert relay.handle(b"id", batch(record(5, origin=journal.origin)))[2:] == [b"ok", b"0"]
+    # A newer downstream's extra columns are left out, the record kept.
+    assert relay.handle(b"id", batch(record(2) + ["a column from the future"]))[2:] == \
+        [b"ok", b"1"]
+    assert [kind for _peer, kind, _why in rejected] == ["relay-batch"]
+
+
+def test_two_forwarders_to_one_relay_are_refused(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "[forwarder:a]\nupstream = tcp://h:9029\nlevel = ERROR\n"
+                       "[forwarder:b]\nupstream = tcp://h:9029\nsystems = audit\n")
+    assert "one forwarder per upstream" in caught.value.reason
