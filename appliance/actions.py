@@ -4,7 +4,6 @@ checked into an Action (plain data that reactions.py delivers with).
 
 from __future__ import annotations
 
-import logging
 import shlex
 from dataclasses import dataclass, field
 from string import Template
@@ -47,10 +46,6 @@ def _template(text: str) -> Template:
     return template
 
 
-def _level(text: str) -> int:
-    return logging.getLevelName(c.log_level(text))
-
-
 def _url(text: str) -> str:
     value = text.strip()
     if not value.startswith(("http://", "https://")) or len(value) < 10:
@@ -65,24 +60,15 @@ def _argv(text: str) -> tuple[str, ...]:
     return argv
 
 
-def _choice(options: tuple[str, ...]) -> Any:
-    def convert(text: str) -> str:
-        value = text.strip().lower()
-        if value not in options:
-            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
-        return value
-    return convert
-
-
-COMMON_ACTION_KEYS = {"type": _choice(ACTION_TYPES), "retry_for": c.duration,
+COMMON_ACTION_KEYS = {"type": c.choice(*ACTION_TYPES), "retry_for": c.duration,
                       "retries": c.natural_int}
 ACTION_KEYS = {
     "mail": {"to": c.address_list, "from": c.text, "host": c.text, "port": c.port_number,
-             "security": _choice(SECURITY), "user": c.text, "password_env": c.text,
+             "security": c.choice(*SECURITY), "user": c.text, "password_env": c.text,
              "password_file": c.text, "timeout": c.duration, "subject": _template,
              "body": _template},
-    "webhook": {"url": _url, "timeout": c.duration, "format": _choice(("json", "slack"))},
-    "record": {"level": _level, "system_id": c.text},
+    "webhook": {"url": _url, "timeout": c.duration, "format": c.choice("json", "slack")},
+    "record": {"level": c.level_number, "system_id": c.text},
     "command": {"command": _argv, "timeout": c.duration},
 }
 ACTION_REQUIRED = {"mail": ("to",), "webhook": ("url",), "record": (), "command": ("command",)}

@@ -177,6 +177,13 @@ class Config(SimpleNamespace):
     stage: Stage
 
 
+def ingest_host(config: Config) -> str:
+    """Where this host's own processes reach the ingestor (neelix's alert records, the event
+    listener, `appliance emit`): its bind address, or loopback when bound to every address."""
+    bind = config.appliance.bind
+    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+
+
 def load(path: str | os.PathLike[str]) -> Config:
     """Read, validate and resolve one appliance.ini; raise ConfigError naming what is wrong."""
     path = Path(path).resolve()

@@ -6,6 +6,7 @@ Modelled on supervisor's `datatypes.py`; `config.py` wraps their errors with fil
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +92,11 @@ def log_level(text: str) -> str:
     if value not in _LOG_LEVELS:
         raise ValueError(f"{text!r} is not a log level ({', '.join(sorted(_LOG_LEVELS))})")
     return value
+
+
+def level_number(text: str) -> int:
+    """A level name ('ERROR') → its number (40)."""
+    return logging.getLevelName(log_level(text))
 
 
 def endpoint(text: str) -> str:

@@ -7,7 +7,6 @@ Reads and updates the outbox (`Alert` rows) that neelix's batches commit.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 
@@ -17,17 +16,11 @@ from appliance.actions import Action
 from appliance.neelix_state import FAILED, PENDING, SENT, Alert, state_db
 from appliance.notice import Notice
 from appliance.reactions import Context, DeliveryError, send
+from appliance.runtime import backoff
 
 log = logging.getLogger(__name__)
 
-FIRST_DELAY = 1.0
 IDLE_POLL = 1.0
-
-
-def backoff(attempts: int, max_delay: float) -> float:
-    """Seconds before the next try: 1, 2, 4, … up to max_delay, with ±20% jitter."""
-    delay = min(FIRST_DELAY * 2 ** max(attempts - 1, 0), max_delay)
-    return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
 
 
 class Courier(threading.Thread):

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
+from appliance.config import ingest_host
 from appliance.reactions import send_alert_record
 from appliance.runtime import start_process
 
@@ -90,9 +91,7 @@ def listen(stdin: BinaryIO, stdout: TextIO, deliver: Callable[[int, str], None],
 def main(argv: list[str] | None = None) -> None:
     _args, config = start_process(
         argparse.ArgumentParser(prog="appliance events", description=__doc__), argv)
-    bind = config.appliance.bind
-    host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
-    port = config.ingestor.port
+    host, port = ingest_host(config), config.ingestor.port
 
     def deliver(level: int, message: str) -> None:
         send_alert_record(host, port, EVENTS_LOGGER, level, message,

@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import random
 import time
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -19,7 +18,7 @@ from types import SimpleNamespace
 
 from appliance.errors import ConfigError
 from appliance.record import INDEX
-from appliance.runtime import Every, StopFlag, start_process, write_stats
+from appliance.runtime import Every, StopFlag, backoff, start_process, write_stats
 from appliance.subscriber import Deferred, Shard, SubscriberLoop
 from appliance.uplink import ApplianceUplink, SocketUplink, UplinkError
 
@@ -87,8 +86,7 @@ class ForwardSink:
                 attempt += 1
                 if self.stop:
                     raise Deferred(str(error)) from None
-                delay = min(0.5 * 2 ** (attempt - 1), self.retry_max_delay) * \
-                    random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+                delay = backoff(attempt, self.retry_max_delay, first=0.5)
                 if self.link_up or attempt % 10 == 0:
                     log.warning("%s: %s; retrying in %.1fs (attempt %d); the journal keeps "
                                 "the records meanwhile", self.name, error, delay, attempt)

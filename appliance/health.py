@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance import retention
 from appliance.config import Config
 
 STATS_BYTES = 1 << 20
@@ -89,13 +90,8 @@ def read_stats(var_dir: Path) -> dict[str, dict[str, Any]]:
 
 def lags(journal_dir: Path, head: int) -> dict[str, int]:
     """Records each subscriber (by its cursor file) still has to take from the journal."""
-    behind = {}
-    for path in sorted((Path(journal_dir) / "cursors").glob("[!.]*")):
-        try:
-            behind[path.name] = max(head - int(path.read_text(encoding="utf-8").strip()), 0)
-        except (OSError, ValueError):
-            continue
-    return behind
+    return {name: max(head - seq, 0)
+            for name, seq in sorted(retention.read_cursors(journal_dir).items())}
 
 
 def _size(*paths: Path) -> int:

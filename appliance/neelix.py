@@ -15,7 +15,7 @@ import schedule
 
 from appliance import neelix_state as state
 from appliance.actions import Defaults
-from appliance.config import Config
+from appliance.config import Config, ingest_host
 from appliance.delivery import Dispatcher
 from appliance.heartbeat import Heartbeats
 from appliance.journal import last_seq
@@ -174,10 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = config.neelix
     state.open_state(settings.state)
     adopt_orphans(book, args.shard)
-    host = "127.0.0.1" if config.appliance.bind in ("0.0.0.0", "::") else config.appliance.bind
     secrets = frozenset(a.options["password_env"] for a in book.actions.values()
                         if a.options.get("password_env"))
-    context = Context(config.appliance.instance, host, config.ingestor.port, settings.web_url,
+    context = Context(config.appliance.instance, ingest_host(config), config.ingestor.port,
+                      settings.web_url,
                       secrets)
     dispatcher = Dispatcher(book.actions, args.shard.label, context, settings.retry_max_delay)
     stop = StopFlag()

@@ -6,7 +6,6 @@ They read the same config and rules as the neelix process and use its pure cores
 
 from __future__ import annotations
 
-import argparse
 import math
 import sqlite3
 import time
@@ -19,6 +18,7 @@ from appliance.config import load as load_config
 from appliance.heartbeat import Heartbeats
 from appliance.neelix import rule_book
 from appliance.notice import Notice, when_text
+from appliance.operations import command_parser, typed
 from appliance.reactions import ALERT_LOGGER
 from appliance.record import COLUMNS, INDEX
 from appliance.rulebook import load as load_rules
@@ -28,20 +28,6 @@ COMMANDS = ("test", "snooze", "unsnooze", "snoozes")
 _CHUNK = 5000
 
 
-def _parser(name: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"appliance neelix {name}", description=description)
-    parser.add_argument("-c", "--config", default="conf/appliance.ini",
-                        help="the instance's appliance.ini (default: %(default)s)")
-    return parser
-
-
-def _duration(text: str) -> float:
-    try:
-        return c.duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def main(argv: list[str]) -> None:
     command, rest = argv[0], argv[1:]
     {"test": dry_run, "snooze": snooze, "unsnooze": unsnooze, "snoozes": list_snoozes}[
@@ -49,9 +35,9 @@ def main(argv: list[str]) -> None:
 
 
 def dry_run(argv: list[str]) -> None:
-    parser = _parser("test", "Run the rules and heartbeats over stored records and print "
-                     "what would have fired. Sends nothing.")
-    parser.add_argument("--since", type=_duration, default=86400.0,
+    parser = command_parser("neelix test", "Run the rules and heartbeats over stored records "
+                            "and print what would have fired. Sends nothing.")
+    parser.add_argument("--since", type=typed(c.duration), default=86400.0,
                         help="how far back to start (default 1d)")
     parser.add_argument("--rules", type=Path, help="a rules file to try instead of the "
                         "configured one")
@@ -117,10 +103,10 @@ def _open_state(config_path: str) -> None:
 
 
 def snooze(argv: list[str]) -> None:
-    parser = _parser("snooze", "Hold every notice about a system for a while (maintenance). "
-                     "A RECOVERED notice still goes.")
+    parser = command_parser("neelix snooze", "Hold every notice about a system for a while "
+                            "(maintenance). A RECOVERED notice still goes.")
     parser.add_argument("system", help="its system_id, or * for every system")
-    parser.add_argument("duration", type=_duration, help="e.g. 30m, 2h, 1d")
+    parser.add_argument("duration", type=typed(c.duration), help="e.g. 30m, 2h, 1d")
     parser.add_argument("--reason", default="", help="shown on /systems and /alerts")
     args = parser.parse_args(argv)
     _open_state(args.config)
@@ -131,7 +117,7 @@ def snooze(argv: list[str]) -> None:
 
 
 def unsnooze(argv: list[str]) -> None:
-    parser = _parser("unsnooze", "End a snooze early.")
+    parser = command_parser("neelix unsnooze", "End a snooze early.")
     parser.add_argument("system")
     args = parser.parse_args(argv)
     _open_state(args.config)
@@ -140,7 +126,7 @@ def unsnooze(argv: list[str]) -> None:
 
 
 def list_snoozes(argv: list[str]) -> None:
-    args = _parser("snoozes", "List the snoozes in force.").parse_args(argv)
+    args = command_parser("neelix snoozes", "List the snoozes in force.").parse_args(argv)
     _open_state(args.config)
     rows = state.snoozes(time.time())
     for system, until in sorted(rows.items()):

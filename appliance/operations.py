@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from appliance import converters as c
 from appliance import health
-from appliance.config import Config
+from appliance.config import Config, ingest_host
 from appliance.config import load as load_config
 from appliance.notice import when_text
 from appliance.query import QueryError, parse
@@ -25,14 +25,16 @@ from appliance.store import RecordStore
 SHOWN = ("id", "received", "levelname", "system_id", "sub_system_id", "logger", "message")
 
 
-def _parser(name: str, description: str) -> argparse.ArgumentParser:
+def command_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """An operator command's parser, with -c pointing at the instance's appliance.ini."""
     parser = argparse.ArgumentParser(prog=f"appliance {name}", description=description)
     parser.add_argument("-c", "--config", default="conf/appliance.ini",
                         help="the instance's appliance.ini (default: %(default)s)")
     return parser
 
 
-def _typed(convert: Callable[[str], object]) -> Callable[[str], object]:
+def typed(convert: Callable[[str], object]) -> Callable[[str], object]:
+    """A converter as an argparse type (its ValueError becomes a usage error)."""
     def checked(text: str) -> object:
         try:
             return convert(text)
@@ -42,10 +44,10 @@ def _typed(convert: Callable[[str], object]) -> Callable[[str], object]:
 
 
 def status(argv: list[str]) -> None:
-    parser = _parser("status", "Every program's state, records/s in and out, subscriber lag, "
-                     "journal, database and disk; exit 1 when unhealthy.")
+    parser = command_parser("status", "Every program's state, records/s in and out, subscriber "
+                            "lag, journal, database and disk; exit 1 when unhealthy.")
     parser.add_argument("--json", action="store_true", help="print the snapshot as JSON")
-    parser.add_argument("--interval", type=_typed(c.duration), default=1.0,
+    parser.add_argument("--interval", type=typed(c.duration), default=1.0,
                         help="seconds between the two samples rates come from (default 1s)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
@@ -95,16 +97,15 @@ def render_status(config: Config, snap: health.Snapshot, rates: dict[str, float]
 
 
 def emit(argv: list[str]) -> None:
-    parser = _parser("emit", "Send test records to the instance's ingest port, as a service "
+    parser = command_parser("emit", "Send test records to the instance's ingest port, as a service "
                      "would (stdlib SocketHandler).")
     parser.add_argument("message", nargs="?", default="test record from appliance emit")
-    parser.add_argument("--count", type=_typed(c.positive_int), default=1)
-    parser.add_argument("--level", type=_typed(c.log_level), default="INFO")
+    parser.add_argument("--count", type=typed(c.positive_int), default=1)
+    parser.add_argument("--level", type=typed(c.log_level), default="INFO")
     parser.add_argument("--system", default="appliance-emit", help="its SYSTEM_ID")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    bind = config.appliance.bind
-    host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+    host = ingest_host(config)
     handler = logging.handlers.SocketHandler(host, config.ingestor.port)
     logger = logging.Logger("appliance.emit")
     logger.addHandler(handler)
@@ -117,7 +118,7 @@ def emit(argv: list[str]) -> None:
 
 
 def _query_parser(name: str, description: str) -> argparse.ArgumentParser:
-    parser = _parser(name, description + " Filters are the web's URL parameters, e.g. "
+    parser = command_parser(name, description + " Filters are the web's URL parameters, e.g. "
                      "system_id=shop level=ERROR since=1h q=timeout.")
     parser.add_argument("filters", nargs="*", metavar="NAME=VALUE")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -188,9 +189,9 @@ def tail(argv: list[str]) -> None:
 
 def purge(argv: list[str]) -> None:
     from appliance.purge import purge_older_than
-    parser = _parser("purge", "Delete records received longer ago than a duration, in small "
+    parser = command_parser("purge", "Delete records received longer ago than a duration, in small "
                      "transactions (the appliance may run meanwhile).")
-    parser.add_argument("--older-than", required=True, type=_typed(c.duration),
+    parser.add_argument("--older-than", required=True, type=typed(c.duration),
                         help="e.g. 30d, 12h")
     args = parser.parse_args(argv)
     config = load_config(args.config)

@@ -7,7 +7,6 @@ Every section and key is checked; a mistake stops neelix with file, section and 
 from __future__ import annotations
 
 import configparser
-import logging
 import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -83,11 +82,6 @@ def _key(text: str) -> tuple[str, ...]:
     return tuple(_column(word) for word in c.word_list(text)) or ("system_id",)
 
 
-def _level(text: str) -> int:
-    name = c.log_level(text)
-    return logging.getLevelName(name)
-
-
 def _threshold(text: str) -> tuple[int, float]:
     """'5 in 10m' → (5, 600.0)."""
     count, sep, window = text.partition(" in ")
@@ -96,7 +90,7 @@ def _threshold(text: str) -> tuple[int, float]:
     return c.positive_int(count), c.duration(window)
 
 
-RULE_KEYS = {"level": _level, "message": c.regex, "traceback": c.regex,
+RULE_KEYS = {"level": c.level_number, "message": c.regex, "traceback": c.regex,
              "threshold": _threshold, "key": _key, "realert": c.duration,
              "actions": c.word_list, **{k: _globs for k in PATTERN_KEYS}}
 HEARTBEAT_KEYS = {"systems": c.word_list, "silence": c.at_least(c.seconds, 1.0, "1s"),

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import random
 import signal
 import sys
 import time
@@ -75,6 +76,13 @@ class Every:
             return False
         self._next = now + self.interval
         return True
+
+
+def backoff(attempts: int, max_delay: float, first: float = 1.0) -> float:
+    """Seconds before try number `attempts` + 1: first, doubling up to max_delay, ±20%
+    jitter (so many clients do not retry in step)."""
+    delay = min(first * 2 ** max(attempts - 1, 0), max_delay)
+    return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
 
 
 def start_process(parser: argparse.ArgumentParser,

@@ -13,6 +13,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -223,6 +225,28 @@ class Instance:
         wait_until(lambda: self.count(where, params) >= expected, timeout,
                    f"{expected} records where {where}",
                    lambda: f"have {self.count(where, params)}\n{self.diagnostics()}")
+
+
+def get(inst: Instance, path: str) -> tuple[int, str]:
+    """GET a page of an instance's web viewer: (status, body); (0, "") while it does not
+    listen yet (it starts once the writer has made the DB)."""
+    url = f"http://127.0.0.1:{inst.web_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ConnectionRefusedError):
+            return 0, ""
+        raise
+
+
+def api(inst: Instance, path: str) -> dict:
+    """A JSON API answer that must be a 200."""
+    status, body = get(inst, path)
+    assert status == 200, body
+    return json.loads(body)
 
 
 def send_records(port: int, *records: tuple[int, str, str]) -> float:

@@ -6,25 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import send_records, wait_until
+from support import get, send_records, wait_until
 
 ALL = ("ingestor", "writer", "neelix", "web", "events")
-
-
-def get(inst, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{inst.web_port}{path}",
-                                    timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""  # not listening yet
 
 
 def test_health_follows_the_writer(instance):

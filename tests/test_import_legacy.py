@@ -25,28 +25,13 @@ from legacy_fixtures import (
     ps_bridge_db,
     variant_db,
 )
-from support import Instance, finish, start_client, wait_until
+from support import Instance, api, finish, get, start_client, wait_until
 
 
 def import_legacy(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "appliance", "import-legacy",
                            *map(str, args)], capture_output=True, text=True, timeout=300,
                           env=env)
-
-
-def get(inst: Instance, path: str) -> tuple[int, str]:
-    url = f"http://127.0.0.1:{inst.web_port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def api(inst: Instance, path: str) -> dict:
-    status, body = get(inst, path)
-    assert status == 200, body
-    return json.loads(body)
 
 
 def by_message(inst: Instance, query: str) -> dict[str, dict]:

@@ -17,30 +17,11 @@ import pytest
 from appliance import alert_store, neelix_state
 from appliance.alert_store import AlertQuery, AlertStore
 from appliance.query import QueryError
-from support import Instance, wait_until
+from support import Instance, api, get, wait_until
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"
 OLD_ALERTS = 205  # more than one page of the history
-
-
-def get(inst: Instance, path: str) -> tuple[int, str]:
-    url = f"http://127.0.0.1:{inst.web_port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, ConnectionRefusedError):
-            return 0, "not listening yet"  # the web starts once the writer made the DB
-        raise
-
-
-def api(inst: Instance, path: str) -> dict:
-    status, body = get(inst, path)
-    assert status == 200, body
-    return json.loads(body)
 
 
 def without_neelix(inst: Instance) -> None:

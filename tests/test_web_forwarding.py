@@ -14,27 +14,12 @@ from bottle import html_escape
 
 from appliance import models
 from appliance.record import COLUMNS
-from support import Instance, chained, send_records, wait_until
+from support import Instance, api, chained, get, send_records, wait_until
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"
 HOSTILE_ID = 'edge<b onmouseover="x">&amp;'  # an appliance's instance name becomes its origin
 T0 = 1795867200.123  # 2026-11-28 12:00:00.123 UTC
-
-
-def get(inst: Instance, path: str) -> tuple[int, str]:
-    url = f"http://127.0.0.1:{inst.web_port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def api(inst: Instance, path: str) -> dict:
-    status, body = get(inst, path)
-    assert status == 200, body
-    return json.loads(body)
 
 
 def serving(inst: Instance) -> bool:
