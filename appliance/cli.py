@@ -1,94 +1,95 @@
-"""The `appliance` command: one sub-command per process, plus `init`.
+"""The `appliance` command: one table from command name to the function that runs it.
 
-supervisord runs `appliance ingestor|writer …`; people run `appliance init` and friends.
+supervisord runs the programs (`appliance ingestor -c …`); people run the operator commands
+(`appliance init`, `status`, `query`, …). `appliance --help` lists both groups.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 from appliance.errors import ConfigError
 from appliance.runtime import run_process
-from appliance.stages import stage_named
 
 
-def _process(module: str) -> Callable[[list[str]], None]:
-    def run(argv: list[str]) -> None:
-        __import__(f"appliance.{module}")
-        sys.modules[f"appliance.{module}"].main(argv)
-    return run
+@dataclass(frozen=True)
+class Command:
+    target: str  # "module:function", imported only when the command runs
+    help: str
+
+    def load(self) -> Callable[[list[str]], object]:
+        module, _, function = self.target.partition(":")
+        return getattr(importlib.import_module(module), function)
 
 
-def _neelix(argv: list[str]) -> None:
-    """`appliance neelix -c …` is the process; `appliance neelix test|snooze|…` the tools."""
-    from appliance import neelix_cli
-    if argv and argv[0] in neelix_cli.COMMANDS:
-        neelix_cli.main(argv)
-    else:
-        _process("neelix")(argv)
+OPERATOR_COMMANDS: dict[str, Command] = {
+    "init": Command("appliance.ops.instance:init_main",
+                    "write a self-contained instance (supervisord.conf, conf/, var/)"),
+    "status": Command("appliance.ops.commands:status",
+                      "programs, records/s, lag, journal, database and disk; exit 1 if unhealthy"),
+    "emit": Command("appliance.ops.commands:emit",
+                    "send test records to the ingest port, as a service would"),
+    "query": Command("appliance.ops.commands:query",
+                     "print the newest records matching the web's filters"),
+    "tail": Command("appliance.ops.commands:tail", "print new records as they are stored"),
+    "purge": Command("appliance.ops.commands:purge",
+                     "delete records older than a duration, in small transactions"),
+    "import-legacy": Command("appliance.ops.legacy_import:main",
+                             "copy an old ps.herald database's records into this instance"),
+    "passwd": Command("appliance.web.auth:passwd_main",
+                      "print a [web] users line (or an API token) for the login"),
+    "keys": Command("appliance.spine.keys:keys_main",
+                    "make a CurveZMQ key pair for the appliance link"),
+}
+PROGRAMS: dict[str, Command] = {
+    "ingestor": Command("appliance.ingest.ingestor:main",
+                        "takes records on the stage port, journals and publishes them"),
+    "writer": Command("appliance.store.writer:main",
+                      "stores the records of its shard in the herald database"),
+    "neelix": Command("appliance.neelix.commands:main",
+                      "matches rules and heartbeats, sends alerts (appliance neelix --help)"),
+    "forwarder": Command("appliance.forwarding.forwarder:main",
+                         "passes records to an upstream appliance ([forwarder:NAME])"),
+    "web": Command("appliance.web.app:main", "the herald web viewer and its JSON API"),
+    "events": Command("appliance.monitor.events:main",
+                      "supervisord event listener: alert records about the programs"),
+}
+# Run by the ingestor for its decoder pool, never by people or supervisord.
+INTERNAL: dict[str, Command] = {
+    "decoder": Command("appliance.ingest.decoder:main", "a decoder worker of the ingestor"),
+}
+COMMANDS = {**OPERATOR_COMMANDS, **PROGRAMS, **INTERNAL}
 
 
-PROCESSES = {"ingestor": _process("ingestor"), "writer": _process("writer"),
-             "neelix": _neelix, "forwarder": _process("forwarder"), "web": _process("web"),
-             "events": _process("events"),
-             "decoder": _process("decoder")}  # run by the ingestor, not by supervisord
-
-
-def _init(argv: list[str]) -> None:
-    from appliance.instance import init
-    parser = argparse.ArgumentParser(
-        prog="appliance init", description="Write a self-contained appliance instance.")
-    parser.add_argument("directory", type=Path)
-    parser.add_argument("--stage", type=stage_named, default="DEVELOPMENT",
-                        help="TESTING, DEVELOPMENT, INTEGRATION or PRODUCTION")
-    parser.add_argument("--ingest-port", type=int, help="instead of the stage's ingest port")
-    parser.add_argument("--web-port", type=int, help="instead of the stage's web port")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing instance")
-    args = parser.parse_args(argv)
-    conf = init(args.directory, args.stage, args.ingest_port, args.web_port, args.force)
-    print(f"wrote {conf.parent} (stage {args.stage.name}); start it with:\n"
-          f"  supervisord -c {conf}\n  supervisorctl -c {conf} status")
-
-
-def _passwd(argv: list[str]) -> None:
-    from appliance.auth import passwd_main
-    passwd_main(argv)
-
-
-def _keys(argv: list[str]) -> None:
-    from appliance.keys import keys_main
-    keys_main(argv)
-
-
-def _operations(name: str) -> Callable[[list[str]], None]:
-    def run(argv: list[str]) -> None:
-        from appliance.operations import COMMANDS as OPERATIONS
-        OPERATIONS[name](argv)
-    return run
-
-
-COMMANDS: dict[str, Callable[[list[str]], None]] = {
-    **PROCESSES, "init": _init, "passwd": _passwd, "keys": _keys,
-    "import-legacy": _process("legacy_import"),  # an operator command, not a process
-    **{name: _operations(name) for name in ("status", "emit", "query", "tail", "purge")}}
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: appliance COMMAND [options]   (appliance COMMAND --help: its options)",
+             "", "operator commands:"]
+    lines += [f"  {name:<{width}}  {command.help}" for name, command in OPERATOR_COMMANDS.items()]
+    lines += ["", "programs run by supervisord (see supervisord.conf):"]
+    lines += [f"  {name:<{width}}  {command.help}" for name, command in PROGRAMS.items()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        names = "|".join(COMMANDS)
-        print(f"usage: appliance {{{names}}} [options]   (appliance COMMAND --help)",
-              file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    command, rest = argv[0], argv[1:]
-    if command == "init":
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        print(f"appliance: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    run = command.load()
+    if name == "init":
         try:
-            _init(rest)
+            run(rest)
         except ConfigError as error:
             print(f"appliance init: {error}", file=sys.stderr)
             return 2
         return 0
-    return run_process(command, lambda: COMMANDS[command](rest))
+    return run_process(name, lambda: run(rest))

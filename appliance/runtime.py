@@ -7,15 +7,12 @@ ConfigError into a clear message and exit code for supervisord's log.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import random
 import signal
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from appliance.config import Config
 from appliance.config import load as load_config
@@ -95,11 +92,19 @@ def start_process(parser: argparse.ArgumentParser,
     return args, config
 
 
-def write_stats(var_dir: Path, name: str, counters: dict) -> None:
-    """Publish a process's counters as var/run/<name>.stats.json (atomically replaced)."""
-    directory = Path(var_dir) / "run"
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{name}.stats.tmp"
-    tmp.write_text(json.dumps({**counters, "time": time.time(), "pid": os.getpid()}),
-                   encoding="utf-8")
-    os.replace(tmp, directory / f"{name}.stats.json")
+def command_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """An operator command's parser, with -c pointing at the instance's appliance.ini."""
+    parser = argparse.ArgumentParser(prog=f"appliance {name}", description=description)
+    parser.add_argument("-c", "--config", default="conf/appliance.ini",
+                        help="the instance's appliance.ini (default: %(default)s)")
+    return parser
+
+
+def typed(convert: Callable[[str], object]) -> Callable[[str], object]:
+    """A converter as an argparse type (its ValueError becomes a usage error)."""
+    def checked(text: str) -> object:
+        try:
+            return convert(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return checked

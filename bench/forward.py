@@ -43,11 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' Instance: one way to run one
-sys.path.insert(0, str(HERE))                   # bench/ingest.py's /proc helpers
-
-from ingest import (  # noqa: E402
+from ingest import (  # bench/ingest.py, beside this script
     POLL_INTERVAL,
     RowCounter,
     child_pids,
@@ -60,12 +56,13 @@ from ingest import (  # noqa: E402
     stop_process,
 )
 
-from appliance.codec import unpack_record  # noqa: E402
-from appliance.journal import JournalReader  # noqa: E402
-from appliance.record import INDEX  # noqa: E402
-from appliance.uplink import socket_frame  # noqa: E402
-from support import Instance, chained, finish, start_client, wait_until  # noqa: E402
+from appliance.forwarding.uplink import socket_frame
+from appliance.harness.instance import Instance, chained, finish, start_client, wait_until
+from appliance.spine.codec import unpack_record
+from appliance.spine.journal import JournalReader
+from appliance.spine.record import INDEX
 
+HERE = Path(__file__).resolve().parent
 RUN_TIMEOUT = 300.0        # seconds from the forwarder's start until every row must be there
 PREFILL_TIMEOUT = 300.0
 PREFILL_ATTEMPTS = 5

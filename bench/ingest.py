@@ -36,12 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.harness.instance import Instance, finish, start_client, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 BRIDGE = Path(__file__).resolve().parent / "old_bridge_shape.py"
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: one way to run an instance
-
-from support import Instance, finish, start_client, wait_until  # noqa: E402
-
 RUN_TIMEOUT = 300.0     # seconds from the clients' start until every row must be there
 POLL_INTERVAL = 0.02
 PROBE = "probe"         # system_id of readiness probes, not counted

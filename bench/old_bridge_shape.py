@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from appliance.codec import HEADER_BYTES, decode_frame
 from appliance.errors import FrameError
-from appliance.record import COLUMNS, ORIGIN, SEQ, Caps, normalize
+from appliance.spine.codec import HEADER_BYTES, decode_frame
+from appliance.spine.record import COLUMNS, ORIGIN, SEQ, Caps, normalize
 
 MAX_FRAME_BYTES = 1 << 20
 ORIGIN_NAME = "old-bridge-shape"

@@ -39,15 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import waitress
-
-from appliance import web as web_module
-from appliance.query import parse, where_clause
-
-BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH), str(BENCH.parent / "tests")]  # the bench's and tests' helpers
-
-import web_dataset as dataset  # noqa: E402
-from ingest import (  # noqa: E402
+import web_dataset as dataset  # bench/web_dataset.py and bench/ingest.py, beside this script
+from ingest import (
     ROOT,
     cpu_seconds,
     machine_busy_cpu,
@@ -56,8 +49,11 @@ from ingest import (  # noqa: E402
     stop_process,
 )
 
-from support import free_port  # noqa: E402
+from appliance.harness.instance import free_port
+from appliance.store.query import parse, where_clause
+from appliance.web import app as web_module
 
+BENCH = Path(__file__).resolve().parent
 TARGET_MS = 100.0
 START_TIMEOUT = 60.0      # seconds for the web process to answer GET / with 200
 REQUEST_TIMEOUT = 120.0   # seconds for one HTTP request

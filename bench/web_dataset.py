@@ -1,7 +1,7 @@
 """A deterministic, realistic herald database for bench/web.py.
 
 Rows are made from a seeded generator and stored the way the writer stores them: the real
-schema (`appliance.models.open_database(create=True)`), the writer's own `INSERT_SQL` with
+schema (`appliance.store.schema.open_database(create=True)`), the writer's own `INSERT_SQL` with
 `executemany`, then `after_insert` (full-text index, facets and hourly counts) as
 `DatabaseSink.apply` calls it, one transaction per BATCH rows. Ids follow
 `received`, as they do when the writer stores a live stream.
@@ -30,15 +30,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.models import (
+from appliance.spine.record import COLUMNS
+from appliance.store.schema import (
+    INSERT_SQL,
     Cursor,
     after_insert,
     database,
     newest_id,
     open_database,
 )
-from appliance.record import COLUMNS
-from appliance.writer import INSERT_SQL
 
 VERSION = 1          # bump when the generated data changes: it is part of the cache file name
 SEED = 20261128

@@ -1,6 +1,6 @@
 """Screenshots of the web viewer for the docs: `python3 docs/screenshots.py`.
 
-Starts throwaway instances in a temporary folder (tests/support.py's Instance, each under its
+Starts throwaway instances in a temporary folder (appliance.harness's Instance, each under its
 own supervisord): "core-zrh", the upstream whose pages are shown, with a relay and neelix
 rules; "dmz-edge", a downstream forwarding to it, so the shop's records have a path; and a
 third one with [web] login on, for the login page. Sends a mix of records through the stdlib
@@ -29,11 +29,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
+from appliance.harness.instance import Instance, chained, free_port, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
-sys.path.insert(0, str(ROOT / "tests"))
-
-from support import Instance, chained, free_port, wait_until  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 
-from support import free_port
+from appliance.harness.instance import free_port
 
 
 @dataclass

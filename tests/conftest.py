@@ -1,6 +1,6 @@
 import pytest
 
-from support import Instance
+from appliance.harness.instance import Instance
 
 
 @pytest.fixture

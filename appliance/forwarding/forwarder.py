@@ -17,10 +17,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from appliance.errors import ConfigError
-from appliance.record import INDEX
-from appliance.runtime import Every, StopFlag, backoff, start_process, write_stats
-from appliance.subscriber import Deferred, Shard, SubscriberLoop
-from appliance.uplink import ApplianceUplink, SocketUplink, UplinkError
+from appliance.forwarding.uplink import ApplianceUplink, SocketUplink, UplinkError
+from appliance.runtime import Every, StopFlag, backoff, start_process
+from appliance.spine import stats
+from appliance.spine.record import INDEX
+from appliance.spine.subscriber import Deferred, Shard, SubscriberLoop
 
 log = logging.getLogger(__name__)
 _LEVELNO, _SYSTEM, _RECEIVED = INDEX["levelno"], INDEX["system_id"], INDEX["received"]
@@ -118,7 +119,7 @@ class ForwardSink:
         if not self._stats.due():
             return
         head = _journal_head(self.var_dir)
-        write_stats(self.var_dir, f"forwarder-{self.name}", {
+        stats.write(self.var_dir, f"forwarder-{self.name}", {
             "forwarded": self.forwarded, "skipped": self.skipped, "failures": self.failures,
             "cursor": self.cursor, "behind_records": max(head - self.cursor, 0),
             "behind_seconds": round(time.time() - self.oldest_waiting, 3)
@@ -127,11 +128,8 @@ class ForwardSink:
 
 def _journal_head(var_dir: Path) -> int:
     """The newest seq in the journal, as the ingestor last published it."""
-    try:
-        stats = json.loads((var_dir / "run" / "ingestor.stats.json").read_text("utf-8"))
-        return int(stats["next_seq"]) - 1
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+    next_seq = stats.number((stats.read(var_dir, "ingestor") or {}).get("next_seq"))
+    return int(next_seq) - 1 if next_seq else 0
 
 
 def make_uplink(settings: SimpleNamespace,

@@ -21,9 +21,9 @@ from pathlib import Path
 import msgpack
 import zmq
 
-from appliance import keys
-from appliance.record import COLUMNS, INDEX, PS_FIELDS
-from appliance.relay import ACK, BATCH
+from appliance.spine import keys
+from appliance.spine.link import ACK, BATCH, BATCH_ID_BYTES, OK
+from appliance.spine.record import COLUMNS, INDEX, PS_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ApplianceUplink:
     def _send(self, body: bytes) -> int:
         if self.socket is None:
             self.socket = self._connect()
-        batch_id = next(self.ids).to_bytes(8, "big")
+        batch_id = next(self.ids).to_bytes(BATCH_ID_BYTES, "big")
         # With IMMEDIATE, the socket is writable only once a relay is connected (and, with
         # Curve, has accepted our key): nothing waits in a queue for a peer that is away.
         if not self._poll(zmq.POLLOUT):
@@ -88,7 +88,7 @@ class ApplianceUplink:
         while self._poll(zmq.POLLIN):
             reply = self.socket.recv_multipart()
             if len(reply) == 4 and reply[0] == ACK and reply[1] == batch_id:
-                if reply[2] == b"ok":
+                if reply[2] == OK:
                     return int(reply[3] or 0)
                 raise UplinkError(f"relay refused the batch: {reply[3][:200]!r}")
             # an ack of an earlier try that timed out: keep waiting for this one

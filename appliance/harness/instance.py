@@ -1,5 +1,5 @@
-"""Helpers for tests that run the real appliance: an instance under real supervisord, real
-clients in their own processes, readiness by probe record, never a bare sleep."""
+"""Run the real appliance for tests and benchmarks: an instance under its own supervisord,
+real clients in their own processes, readiness by probe record, never a bare sleep."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-CLIENT = HERE / "client.py"
+from appliance.spine.stats import read as read_stats
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent  # the folder holding appliance/
 
 
 def free_port() -> int:
@@ -83,11 +84,11 @@ class Instance:
 
     def add_forwarder(self, name: str, **settings: str) -> None:
         """A [forwarder:NAME] section and its supervisord program, as the README says."""
-        from appliance.instance import forwarder_program
+        from appliance.ops.instance import forwarder_program
         lines = "".join(f"{key} = {value}\n" for key, value in settings.items())
         self.ini.write_text(f"{self.ini.read_text()}\n[forwarder:{name}]\n{lines}")
         program = forwarder_program(name, f"{sys.executable} -m appliance",
-                                    str(HERE.parent))
+                                    str(PACKAGE_ROOT))
         self.conf.write_text(f"{self.conf.read_text()}\n{program}")
 
     def scale(self, program: str, count: int) -> None:
@@ -171,11 +172,7 @@ class Instance:
                 raise
 
     def stats(self, name: str) -> dict:
-        path = self.dir / "var" / "run" / f"{name}.stats.json"
-        try:
-            return json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        return read_stats(self.dir / "var", name) or {}
 
     def count(self, where: str = "1", params: tuple = ()) -> int:
         rows = self.query(f"SELECT count(*) FROM record WHERE {where}", params)
@@ -266,8 +263,8 @@ def send_records(port: int, *records: tuple[int, str, str]) -> float:
 def start_client(port: int, count: int, system_id: str, *, udp: bool = False,
                  rate: float = 0.0, lowercase: bool = False) -> subprocess.Popen:
     """A separate client process that logs `count` records through the stdlib handler."""
-    args = [sys.executable, str(CLIENT), "--port", str(port), "--count", str(count),
-            "--system-id", system_id]
+    args = [sys.executable, "-m", "appliance.harness.stdlib_service", "--port", str(port),
+            "--count", str(count), "--system-id", system_id]
     if udp:
         args.append("--udp")
     if rate:
@@ -302,8 +299,8 @@ def chained(make: Callable[..., Instance], **forwarder: str) -> tuple[Instance, 
 
 def journal_records(journal_dir: Path) -> list[list]:
     """Every record in a journal, as values in COLUMNS order."""
-    from appliance.codec import unpack_record
-    from appliance.journal import JournalReader
+    from appliance.spine.codec import unpack_record
+    from appliance.spine.journal import JournalReader
     reader, out, position = JournalReader(journal_dir), [], 1
     while entries := reader.read_from(position, 10000):
         out.extend(unpack_record(payload) for _seq, payload in entries)

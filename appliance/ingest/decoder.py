@@ -21,9 +21,9 @@ from typing import BinaryIO
 
 import msgpack
 
-from appliance.codec import decode_frame, pack_record_for_seq
 from appliance.errors import FrameError
-from appliance.record import ORIGIN, Caps, normalize, scrub
+from appliance.spine.codec import decode_frame, pack_record_for_seq
+from appliance.spine.record import ORIGIN, Caps, normalize, scrub
 
 LENGTH = struct.Struct(">I")
 PR_SET_PDEATHSIG = 1

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from appliance.decoder import LENGTH, frame_message
+from appliance.ingest.decoder import LENGTH, frame_message
 
 log = logging.getLogger("appliance.ingestor")
 

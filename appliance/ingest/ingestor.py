@@ -17,17 +17,17 @@ from pathlib import Path
 import zmq
 
 from appliance import config as config_module
-from appliance import retention
-from appliance.codec import with_seq
-from appliance.decoder_pool import DecoderPool
 from appliance.errors import ApplianceError, JournalError
-from appliance.journal import Journal, journal_bytes
-from appliance.listeners import DatagramProtocol, StreamProtocol, udp_socket
-from appliance.record import Caps
-from appliance.rejections import RejectionLog
-from appliance.relay import Relay
-from appliance.runtime import Every, start_process, write_stats
-from appliance.subscriber import TOPIC
+from appliance.ingest.decoder_pool import DecoderPool
+from appliance.ingest.listeners import DatagramProtocol, StreamProtocol, udp_socket
+from appliance.ingest.rejections import RejectionLog
+from appliance.ingest.relay import Relay
+from appliance.runtime import Every, start_process
+from appliance.spine import retention, stats
+from appliance.spine.codec import with_seq
+from appliance.spine.journal import Journal, journal_bytes
+from appliance.spine.link import TOPIC
+from appliance.spine.record import Caps
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Ingestor:
             self.journal_lost += sum(result.lost.values())
 
     def write_stats(self) -> None:
-        write_stats(self.config.appliance.var_dir, "ingestor", {
+        stats.write(self.config.appliance.var_dir, "ingestor", {
             "origin": self.origin, "accepted": self.accepted,
             "next_seq": self.journal.next_seq, "rejected": self.rejections.total,
             "rejected_by_reason": dict(self.rejections.by_reason),

@@ -1,6 +1,6 @@
 """The ingestor's listeners: TCP connections split into frames, UDP datagrams, one each.
 
-They hand frames to the Ingestor (ingestor.py) and count what they must refuse.
+They hand frames to an `Intake` (the Ingestor in ingestor.py) and count what they must refuse.
 """
 
 from __future__ import annotations
@@ -9,13 +9,11 @@ import asyncio
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from appliance.codec import FrameSplitter, split_datagram
 from appliance.errors import FrameError
-
-if TYPE_CHECKING:
-    from appliance.ingestor import Ingestor
+from appliance.ingest.rejections import RejectionLog
+from appliance.spine.codec import FrameSplitter, split_datagram
 
 log = logging.getLogger("appliance.ingestor")
 
@@ -23,10 +21,24 @@ STALL_TIMEOUT = 60.0    # seconds a connection may sit inside an incomplete fram
 UDP_BACKLOG_FACTOR = 4  # TCP clients are paused at the backlog limit; UDP queues this far
 
 
+class Intake(Protocol):
+    """What the listeners need of the ingestor: where frames go, the limits, the counters."""
+
+    max_frame_bytes: int
+    streams: set[StreamProtocol]
+    paused: bool
+    last_data: float
+    rejections: RejectionLog
+
+    def accept_frame(self, payload: bytes, peer: str) -> None: ...
+
+    def backlogged(self, fraction: float = 1.0) -> bool: ...
+
+
 class StreamProtocol(asyncio.Protocol):
     """One TCP client: split its byte stream into frames, whatever the read sizes."""
 
-    def __init__(self, ingestor: Ingestor, max_connections: int) -> None:
+    def __init__(self, ingestor: Intake, max_connections: int) -> None:
         self.ingestor = ingestor
         self.max_connections = max_connections
         self.splitter = FrameSplitter(ingestor.max_frame_bytes)
@@ -87,7 +99,7 @@ class StreamProtocol(asyncio.Protocol):
 
 
 class DatagramProtocol(asyncio.DatagramProtocol):
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Intake) -> None:
         self.ingestor = ingestor
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:

@@ -19,15 +19,14 @@ import msgpack
 import zmq
 import zmq.asyncio
 
-from appliance import keys
-from appliance.codec import pack_record, unpack_record
-from appliance.journal import JournalReader
-from appliance.record import COLUMNS, INDEX, Caps, truncate
+from appliance.spine import keys
+from appliance.spine.codec import pack_record, unpack_record
+from appliance.spine.journal import JournalReader
+from appliance.spine.link import BATCH, BATCH_ID_BYTES, ack, refusal
+from appliance.spine.record import COLUMNS, INDEX, Caps, truncate
 
 log = logging.getLogger(__name__)
 
-BATCH = b"herald-batch-1"
-ACK = b"herald-ack-1"
 MAX_HOPS = 16
 MAX_BATCH_RECORDS = 20000  # a forwarder sends at most [forwarder:NAME] batch_records (≤ 10000)
 MAX_STRING = 1 << 20       # longer text is the sender's bug (the ingestor caps fields lower)
@@ -173,8 +172,7 @@ class Relay:
                 except Exception as error:  # noqa: BLE001 - a sender must not stop the relay
                     log.exception("relay: batch from %s not handled", frames[0].hex()[:16])
                     self.reject(f"relay:{frames[0].hex()[:16]}", "relay-batch", str(error))
-                    reply = [ACK, frames[2] if len(frames) > 2 else b"", b"error",
-                             b"not handled"]
+                    reply = refusal(frames[2] if len(frames) > 2 else b"", b"not handled")
                 if reply is not None:
                     await router.send_multipart([frames[0], *reply])
         finally:
@@ -185,9 +183,9 @@ class Relay:
     def handle(self, identity: bytes, frames: list[bytes]) -> list[bytes] | None:
         """One batch → the ack frames (or None: nothing could be journaled, no ack)."""
         peer = f"relay:{identity.hex()[:16]}"
-        if len(frames) != 3 or frames[0] != BATCH or len(frames[1]) != 8:
+        if len(frames) != 3 or frames[0] != BATCH or len(frames[1]) != BATCH_ID_BYTES:
             self.reject(peer, "relay-protocol", "not a herald batch")
-            return [ACK, frames[1] if len(frames) > 1 else b"", b"error", b"not a batch"]
+            return refusal(frames[1] if len(frames) > 1 else b"", b"not a batch")
         batch_id, body = frames[1], frames[2]
         try:
             # Bounded before anything is built: a batch of millions of tiny arrays would
@@ -200,7 +198,7 @@ class Relay:
                 raise ValueError("not a list")
         except Exception as error:  # noqa: BLE001 - any decoding failure is the sender's
             self.reject(peer, "relay-batch", f"undecodable batch: {error}")
-            return [ACK, batch_id, b"error", b"undecodable batch"]
+            return refusal(batch_id, b"undecodable batch")
         now = time.time()
         payloads: list[bytes] = []
         batch: dict[str, int] = {}  # noted in `seen` only once journaled
@@ -231,4 +229,4 @@ class Relay:
             self.seen.save(next_seq)
         self.batches += 1
         self.received += len(payloads)
-        return [ACK, batch_id, b"ok", str(len(payloads)).encode()]
+        return ack(batch_id, len(payloads))

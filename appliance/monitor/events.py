@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
 from appliance.config import ingest_host
-from appliance.reactions import send_alert_record
 from appliance.runtime import start_process
+from appliance.spine.emit import send_record_frame
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     host, port = ingest_host(config), config.ingestor.port
 
     def deliver(level: int, message: str) -> None:
-        send_alert_record(host, port, EVENTS_LOGGER, level, message,
+        send_record_frame(host, port, EVENTS_LOGGER, level, message,
                           {"SYSTEM_ID": SYSTEM_ID, "alert_event": "supervisor"},
                           timeout=SEND_TIMEOUT)
 

@@ -7,7 +7,6 @@ prints it.
 from __future__ import annotations
 
 import http.client
-import json
 import shutil
 import socket
 import threading
@@ -17,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance import retention
 from appliance.config import Config
+from appliance.spine import retention
+from appliance.spine.stats import read_all
 
-STATS_BYTES = 1 << 20
 RPC_TIMEOUT = 5.0
 
 
@@ -74,20 +73,6 @@ def programs(url: str) -> dict[str, str]:
              f"{info['group']}:{info['name']}"): info["statename"] for info in infos}
 
 
-def read_stats(var_dir: Path) -> dict[str, dict[str, Any]]:
-    found = {}
-    for path in sorted((Path(var_dir) / "run").glob("*.stats.json")):
-        try:
-            if path.stat().st_size > STATS_BYTES:
-                continue
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # being replaced right now, or not one of ours
-        if isinstance(data, dict):
-            found[path.name[: -len(".stats.json")]] = data
-    return found
-
-
 def lags(journal_dir: Path, head: int) -> dict[str, int]:
     """Records each subscriber (by its cursor file) still has to take from the journal."""
     return {name: max(head - seq, 0)
@@ -127,7 +112,8 @@ def snapshot(config: Config) -> Snapshot:
     except (OSError, xmlrpc.client.Error, http.client.HTTPException) as failure:
         states, error = {}, f"supervisord does not answer at {config.health.supervisor}: " \
                             f"{failure}"
-    stats = read_stats(config.appliance.var_dir)
+    stats = {name: counters for name, counters in
+             read_all(config.appliance.var_dir).items() if counters is not None}
     head = int(stats.get("ingestor", {}).get("next_seq", 1)) - 1
     db = Path(config.writer.db)
     snap = Snapshot(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from appliance.health import Snapshot
+from appliance.monitor.health import Snapshot
 
 # (stats file prefix, key, metric, type, help)
 SERIES = (

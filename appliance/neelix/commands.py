@@ -1,37 +1,58 @@
-"""Operator commands for neelix: `appliance neelix test` (a dry run of the rules over stored
-records, sending nothing) and `appliance neelix snooze|unsnooze|snoozes`.
+"""`appliance neelix …`: the program (`-c CONFIG --shard K/N`, run by supervisord) or one of
+its operator commands: `test` (a dry run of the rules over stored records, sending nothing)
+and `snooze|unsnooze|snoozes`.
 
-They read the same config and rules as the neelix process and use its pure cores.
+The commands read the same config and rules as the program and use its pure cores.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from appliance import converters as c
-from appliance import neelix_state as state
-from appliance.actions import Defaults
+from appliance.config import Config
 from appliance.config import load as load_config
-from appliance.heartbeat import Heartbeats
-from appliance.neelix import rule_book
-from appliance.notice import Notice, when_text
-from appliance.operations import command_parser, typed
-from appliance.reactions import ALERT_LOGGER
-from appliance.record import COLUMNS, INDEX
-from appliance.rulebook import load as load_rules
-from appliance.rules import Rules
+from appliance.neelix import state as state
+from appliance.neelix.actions import Defaults
+from appliance.neelix.heartbeats import HeartbeatWatch
+from appliance.neelix.matcher import rule_book
+from appliance.neelix.notice import Notice
+from appliance.neelix.rulebook import load as load_rules
+from appliance.neelix.rules import RuleMatcher
+from appliance.neelix.transports.record import ALERT_LOGGER
+from appliance.runtime import command_parser, typed
+from appliance.spine.record import INDEX
+from appliance.store.reader import RecordStore
+from appliance.times import when_text
 
-COMMANDS = ("test", "snooze", "unsnooze", "snoozes")
-_CHUNK = 5000
+USAGE = """\
+usage: appliance neelix -c CONFIG [--shard K/N]   the program (run by supervisord)
+       appliance neelix COMMAND [options]           (appliance neelix COMMAND --help)
+
+commands:
+  test      run the rules over stored records and print what would fire; sends nothing
+  snooze    hold every notice about a system for a while
+  unsnooze  end a snooze early
+  snoozes   list the snoozes in force"""
 
 
 def main(argv: list[str]) -> None:
-    command, rest = argv[0], argv[1:]
-    {"test": dry_run, "snooze": snooze, "unsnooze": unsnooze, "snoozes": list_snoozes}[
-        command](rest)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return
+    command = COMMANDS.get(argv[0]) if argv else None
+    if command is None:
+        from appliance.neelix.matcher import main as program
+        if argv and not argv[0].startswith("-"):
+            print(f"appliance neelix: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
+            raise SystemExit(2)
+        program(argv)
+        return
+    command(argv[1:])
 
 
 def dry_run(argv: list[str]) -> None:
@@ -48,7 +69,7 @@ def dry_run(argv: list[str]) -> None:
         if args.rules else rule_book(config)
     now = time.time()
     start = now - args.since
-    rules, beats = Rules(book.rules), Heartbeats(book.heartbeats, lambda _system: True)
+    rules, beats = RuleMatcher(book.rules), HeartbeatWatch(book.heartbeats, lambda _system: True)
     windows = book.maintenance
 
     def quiet(system: str | None, when: float) -> bool:
@@ -56,7 +77,7 @@ def dry_run(argv: list[str]) -> None:
 
     fired: list[Notice] = []
     scanned = 0
-    for values in _records(config.writer.db, start):
+    for values in _stored(config, start):
         scanned += 1
         if values[INDEX["logger"]] == ALERT_LOGGER:
             continue
@@ -77,24 +98,11 @@ def dry_run(argv: list[str]) -> None:
           f"{scanned} records since {when_text(start)}; nothing was sent.")
 
 
-def _records(db: Path, start: float):  # noqa: ANN202 - a generator of value lists
-    if not Path(db).exists():
-        raise SystemExit(f"appliance neelix test: no herald database at {db} yet "
-                         "(has the writer run?)")
-    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        sql = (f"SELECT id, {', '.join(COLUMNS)} FROM record "  # noqa: S608 - schema names
-               "WHERE id > ? AND received >= ? ORDER BY id LIMIT ?")
-        last = 0
-        while True:
-            rows = connection.execute(sql, (last, start, _CHUNK)).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            for row in rows:
-                yield list(row[1:])
-    finally:
-        connection.close()
+def _stored(config: Config, start: float) -> Iterator[list]:
+    if not Path(config.writer.db).exists():
+        raise SystemExit(f"appliance neelix test: no herald database at {config.writer.db} "
+                         "yet (has the writer run?)")
+    return RecordStore(config.writer.db).values_since(start)
 
 
 def _open_state(config_path: str) -> None:
@@ -133,3 +141,6 @@ def list_snoozes(argv: list[str]) -> None:
         print(f"{system}\tuntil {when_text(until)}")
     if not rows:
         print("no system is snoozed")
+
+
+COMMANDS = {"test": dry_run, "snooze": snooze, "unsnooze": unsnooze, "snoozes": list_snoozes}

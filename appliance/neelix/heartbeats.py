@@ -1,5 +1,5 @@
 """Heartbeats: which systems have gone silent (DOWN), came back (RECOVERED), or are still
-down (reminders). Plain state per heartbeat+system; time is passed in, never read here.
+down (reminders). A `Pulse` per heartbeat+system; time is passed in, never read here.
 
 neelix feeds every record's system and receive time to `seen`, and calls `check` on its
 schedule; the dry run does the same over stored records.
@@ -10,40 +10,42 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.notice import Notice
-from appliance.rulebook import Heartbeat
+from appliance.neelix.notice import Notice
+from appliance.neelix.rulebook import Heartbeat
 
 
 @dataclass
-class Beat:
+class Pulse:
+    """One system's liveness under one heartbeat."""
+
     last_seen: float           # newest record's receive time (or when watching began)
     down_since: float | None = None  # when the silence passed the allowed age
     notified: float = 0.0      # last DOWN or reminder notice
     seen: bool = True          # False: a listed system that has not sent a record yet
 
 
-class Heartbeats:
+class HeartbeatWatch:
     """Every (heartbeat, system) this shard watches; `dirty` names the states to save."""
 
     def __init__(self, heartbeats: tuple[Heartbeat, ...],
                  owns: Callable[[str | None], bool]) -> None:
         self.heartbeats = {beat.name: beat for beat in heartbeats}
         self.owns = owns
-        self.beats: dict[tuple[str, str], Beat] = {}
+        self.pulses: dict[tuple[str, str], Pulse] = {}
         self.dirty: set[tuple[str, str]] = set()
         self.forgotten: set[tuple[str, str]] = set()  # dropped while down: close incidents
 
     def start(self, now: float) -> None:
         """Listed systems that never sent a record are watched from now on; states of
         heartbeats or systems no longer in the rules are forgotten."""
-        for key in [k for k in self.beats if k[0] not in self.heartbeats
+        for key in [k for k in self.pulses if k[0] not in self.heartbeats
                     or not self.heartbeats[k[0]].watches(k[1])]:
-            del self.beats[key]
+            del self.pulses[key]
             self.dirty.add(key)
         for heartbeat in self.heartbeats.values():
             for system in heartbeat.systems:
-                if self.owns(system) and (heartbeat.name, system) not in self.beats:
-                    self.beats[(heartbeat.name, system)] = Beat(now, seen=False)
+                if self.owns(system) and (heartbeat.name, system) not in self.pulses:
+                    self.pulses[(heartbeat.name, system)] = Pulse(now, seen=False)
                     self.dirty.add((heartbeat.name, system))
 
     def seen(self, system: str | None, when: float) -> list[Notice]:
@@ -53,9 +55,9 @@ class Heartbeats:
                 continue
             assert system is not None
             key = (heartbeat.name, system)
-            beat = self.beats.get(key)
+            beat = self.pulses.get(key)
             if beat is None:
-                self.beats[key] = Beat(when)
+                self.pulses[key] = Pulse(when)
                 self.dirty.add(key)
                 continue
             if when <= beat.last_seen and beat.seen:
@@ -72,12 +74,12 @@ class Heartbeats:
         """DOWN for every watched system silent past silence + grace (unless a maintenance
         window or snooze covers it: then DOWN waits until it ends); reminders while down."""
         notices = []
-        for (name, system), beat in list(self.beats.items()):
+        for (name, system), beat in list(self.pulses.items()):
             heartbeat = self.heartbeats[name]
             if system not in heartbeat.systems and now - beat.last_seen > heartbeat.forget:
                 # Seen through a pattern only (e.g. a run id in SYSTEM_ID): not watched
                 # forever, so the state stays bounded.
-                del self.beats[(name, system)]
+                del self.pulses[(name, system)]
                 self.dirty.add((name, system))
                 if beat.down_since is not None:
                     self.forgotten.add((name, system))

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.neelix_state import FAILED, HELD, PENDING, SENT
-from appliance.notice import EVENTS
-from appliance.query import MAX_ID, QueryError
+from appliance.neelix.notice import EVENTS
+from appliance.neelix.state import FAILED, HELD, PENDING, SENT
+from appliance.store.query import MAX_ID, QueryError
 
 STATUSES = (PENDING, SENT, FAILED, HELD)
 PARAMETERS = frozenset({"system", "status", "event", "before"})
@@ -62,20 +62,20 @@ def parse(params: Mapping[str, str]) -> AlertQuery:
 
 
 @dataclass(frozen=True)
-class Watch:
+class HeartbeatView:
     """neelix's heartbeat states at one moment, per system."""
 
-    beats: dict[str, list[dict]]  # system → its heartbeat rows
+    pulses: dict[str, list[dict]]  # system → its heartbeat rows
     down: dict[str, float]  # system → down since (a heartbeat down or an incident open)
     snoozes: dict[str, float]  # system or "*" → until, only snoozes still running
 
     def systems(self) -> set[str]:
         """The systems neelix watches (they belong on /systems even before any record)."""
-        return set(self.beats) | set(self.down)
+        return set(self.pulses) | set(self.down)
 
     def state(self, system: str) -> dict:
         """down > snoozed > up > not watched; the JSON /api/systems shows per system."""
-        beats = self.beats.get(system, [])
+        beats = self.pulses.get(system, [])
         until = max(self.snoozes.get(system, 0.0), self.snoozes.get("*", 0.0)) or None
         if system in self.down:
             state = "down"
@@ -89,7 +89,7 @@ class Watch:
 
 
 def watch_from(beats: Iterable[dict], incidents: Iterable[dict], snoozes: Iterable[dict],
-               now: float) -> Watch:
+               now: float) -> HeartbeatView:
     """Rows of the heartbeat, open incident and snooze tables → per-system states."""
     by_system: dict[str, list[dict]] = {}
     down: dict[str, float] = {}
@@ -102,10 +102,10 @@ def watch_from(beats: Iterable[dict], incidents: Iterable[dict], snoozes: Iterab
         down[incident["system"]] = min(down.get(incident["system"], incident["opened"]),
                                        incident["opened"])
     running = {s["system"]: s["until"] for s in snoozes if s["until"] > now}
-    return Watch(by_system, down, running)
+    return HeartbeatView(by_system, down, running)
 
 
-class AlertStore:
+class AlertHistory:
     """Read-only access to neelix's state file: one connection per server thread, opened
     only once the file exists and reopened if neelix's file is replaced."""
 
@@ -183,7 +183,7 @@ class AlertStore:
         older = rows[limit - 1]["id"] if len(rows) > limit else None
         return rows[:limit], older
 
-    def watch(self, now: float) -> Watch | None:
+    def watch(self, now: float) -> HeartbeatView | None:
         """Every system's heartbeat state, or None if neelix has not run yet."""
         beats = self.rows("SELECT heartbeat, system, last_seen, down_since, seen "
                           "FROM heartbeat")

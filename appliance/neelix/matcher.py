@@ -1,8 +1,9 @@
-"""neelix: a subscriber that matches every record of its shard against the rules, watches
-heartbeats, and queues notices for the couriers (mail, webhook, alert record, command).
+"""The neelix program: a subscriber that matches every record of its shard against the rules,
+watches heartbeats, and queues alerts in the outbox for the couriers.
 
-Rules and heartbeats are pure (`rules.py`, `heartbeat.py`); this module wires them to the
-journal/ZeroMQ loop, the state file, the `schedule` clock and the delivery threads.
+Rules and heartbeats are pure cores (`rules.py`, `heartbeats.py`); this module wires them to
+the journal/ZeroMQ loop, the state (`state.py`), the `schedule` clock and the couriers
+(`outbox.py`), which send through the transports (`transports/`).
 """
 
 from __future__ import annotations
@@ -13,21 +14,23 @@ import time
 
 import schedule
 
-from appliance import neelix_state as state
-from appliance.actions import Defaults
 from appliance.config import Config, ingest_host
-from appliance.delivery import Dispatcher
-from appliance.heartbeat import Heartbeats
-from appliance.journal import last_seq
-from appliance.neelix_state import FAILED, PENDING, Alert
-from appliance.notice import Notice
-from appliance.reactions import ALERT_LOGGER, Context
-from appliance.record import INDEX
-from appliance.rulebook import RuleBook
-from appliance.rulebook import load as load_rules
-from appliance.rules import Rules
-from appliance.runtime import Every, StopFlag, start_process, write_stats
-from appliance.subscriber import Shard, SubscriberLoop
+from appliance.neelix import state as state
+from appliance.neelix.actions import Defaults
+from appliance.neelix.heartbeats import HeartbeatWatch
+from appliance.neelix.notice import Notice
+from appliance.neelix.outbox import Dispatcher
+from appliance.neelix.rulebook import RuleBook
+from appliance.neelix.rulebook import load as load_rules
+from appliance.neelix.rules import RuleMatcher
+from appliance.neelix.state import FAILED, PENDING, Alert
+from appliance.neelix.transports import Context
+from appliance.neelix.transports.record import ALERT_LOGGER
+from appliance.runtime import Every, StopFlag, start_process
+from appliance.spine import stats
+from appliance.spine.journal import last_seq
+from appliance.spine.record import INDEX
+from appliance.spine.subscriber import Shard, SubscriberLoop
 
 log = logging.getLogger(__name__)
 _LOGGER, _SYSTEM, _RECEIVED = INDEX["logger"], INDEX["system_id"], INDEX["received"]
@@ -69,8 +72,8 @@ class NeelixSink:
         self.name, self.shard, self.dispatcher, self.var_dir = name, shard, dispatcher, var_dir
         self.journal_dir = journal_dir
         self.newest = 0.0  # the newest receive time matched: the clock while catching up
-        self.rules = Rules(book.rules)
-        self.heartbeats = Heartbeats(book.heartbeats, shard.owns)
+        self.rules = RuleMatcher(book.rules)
+        self.heartbeats = HeartbeatWatch(book.heartbeats, shard.owns)
         self.quiet = Quiet(book)
         self.live = False
         self.notices = self.held = 0
@@ -109,7 +112,7 @@ class NeelixSink:
         self.live = live
         self.clock.run_pending()
         if self._stats.due():
-            write_stats(self.var_dir, f"neelix-{self.shard.label}",
+            stats.write(self.var_dir, f"neelix-{self.shard.label}",
                         {"matched": self.rules.matched, "notices": self.notices, "held": self.held,
                          **self.dispatcher.counters()})
 

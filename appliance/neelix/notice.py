@@ -6,13 +6,13 @@ Plain data, built by the pure rule and heartbeat cores, stored in the outbox as 
 
 from __future__ import annotations
 
-import datetime
 import json
 from dataclasses import asdict, dataclass, field
 from string import Template
 from typing import Any
 
-from appliance.record import COLUMNS, INDEX
+from appliance.spine.record import COLUMNS, INDEX
+from appliance.times import when_text
 
 EVENTS = ("match", "digest", "down", "reminder", "recovered")
 TEMPLATE_FIELDS: tuple[str, ...] = (*COLUMNS, "event", "source", "key", "system", "count",
@@ -106,13 +106,6 @@ _SUMMARY = tuple((name, INDEX[name]) for name in RECORD_FIELDS)
 
 def record_summary(values: list) -> dict[str, Any]:
     return {name: values[index] for name, index in _SUMMARY}
-
-
-def when_text(epoch: float | None) -> str:
-    if epoch is None:
-        return "never"
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _span(seconds: float) -> str:

@@ -1,7 +1,6 @@
-"""Delivers queued alerts: one thread per action, so a dead SMTP server never holds up a
+"""The outbox's couriers: one thread per action carries its queued alerts (`Alert` rows that
+neelix's batches commit) to the action's transport, so a dead SMTP server never holds up a
 webhook (nor the rule loop); failures are retried with exponential backoff and recorded.
-
-Reads and updates the outbox (`Alert` rows) that neelix's batches commit.
 """
 
 from __future__ import annotations
@@ -12,10 +11,10 @@ import time
 
 from peewee import fn
 
-from appliance.actions import Action
-from appliance.neelix_state import FAILED, PENDING, SENT, Alert, state_db
-from appliance.notice import Notice
-from appliance.reactions import Context, DeliveryError, send
+from appliance.neelix.actions import Action
+from appliance.neelix.notice import Notice
+from appliance.neelix.state import FAILED, PENDING, SENT, Alert, state_db
+from appliance.neelix.transports import TRANSPORTS, Context, TransportError
 from appliance.runtime import backoff
 
 log = logging.getLogger(__name__)
@@ -75,13 +74,14 @@ class Courier(threading.Thread):
         attempts = alert.attempts + 1
         try:
             try:
-                send(self.action, notice, alert.id, self.context)
-            except DeliveryError:
+                TRANSPORTS[self.action.type].send(self.action.options, notice, alert.id,
+                                                  self.context)
+            except TransportError:
                 raise
             except Exception as error:  # noqa: BLE001 - an odd peer must not stall the queue
                 log.exception("%s: unexpected error delivering alert %d", self.name, alert.id)
-                raise DeliveryError(f"{type(error).__name__}: {error}") from error
-        except DeliveryError as error:
+                raise TransportError(f"{type(error).__name__}: {error}") from error
+        except TransportError as error:
             now = time.time()
             gave_up = error.permanent or now - alert.created >= self.action.retry_for or \
                 0 < self.action.retries <= attempts

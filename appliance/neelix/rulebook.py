@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from appliance import converters as c
-from appliance.actions import Action, Defaults, parse_action
 from appliance.errors import ConfigError
-from appliance.maintenance import Maintenance, parse_maintenance
-from appliance.record import COLUMNS
+from appliance.neelix.actions import Action, Defaults, parse_action
+from appliance.neelix.maintenance import Maintenance, parse_maintenance
+from appliance.spine.record import COLUMNS
 
 ALIASES = {"system": "system_id", "host": "sub_system_id"}
 # Rule keys that match a field against a list of glob patterns.

@@ -1,7 +1,7 @@
 """Rule matching and throttling, as plain functions over a record's values and a state dict.
 
-neelix calls `Rules.observe` for every record and `Rules.due_digests` on its schedule; the
-dry run calls the same code over stored records. No sockets, no database here.
+neelix calls `RuleMatcher.observe` for every record and `RuleMatcher.due_digests` on its
+schedule; the dry run calls the same code over stored records. No sockets, no database here.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from appliance.notice import Notice, record_summary
-from appliance.record import INDEX
-from appliance.rulebook import Rule
+from appliance.neelix.notice import Notice, record_summary
+from appliance.neelix.rulebook import Rule
+from appliance.spine.record import INDEX
 
 _LEVELNO, _MESSAGE, _EXC, _STACK, _EXTRA = (INDEX[n] for n in ("levelno", "message",
                                                               "exc_text", "stack_info",
@@ -68,7 +68,7 @@ class Throttle:
         return not self.suppressed and not self.times and self.until <= now
 
 
-class Rules:
+class RuleMatcher:
     """Every rule's throttles; `dirty` names the (rule, key) states to save."""
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:

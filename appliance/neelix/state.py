@@ -16,9 +16,9 @@ from pathlib import Path
 
 import peewee as pw
 
-from appliance.heartbeat import Beat, Heartbeats
-from appliance.notice import Notice
-from appliance.rules import Rules, Throttle
+from appliance.neelix.heartbeats import HeartbeatWatch, Pulse
+from appliance.neelix.notice import Notice
+from appliance.neelix.rules import RuleMatcher, Throttle
 
 log = logging.getLogger(__name__)
 state_db = pw.SqliteDatabase(None)
@@ -31,7 +31,7 @@ class _Model(pw.Model):
         database = state_db
 
 
-class NeelixCursor(_Model):
+class CursorRow(_Model):
     name = pw.TextField()
     origin = pw.TextField()
     seq = pw.BigIntegerField()
@@ -41,7 +41,7 @@ class NeelixCursor(_Model):
         primary_key = pw.CompositeKey("name", "origin")
 
 
-class ThrottleState(_Model):
+class ThrottleRow(_Model):
     shard = pw.TextField()
     rule = pw.TextField()
     key = pw.TextField()
@@ -52,7 +52,7 @@ class ThrottleState(_Model):
         primary_key = pw.CompositeKey("shard", "rule", "key")
 
 
-class BeatState(_Model):
+class PulseRow(_Model):
     heartbeat = pw.TextField()
     system = pw.TextField()
     last_seen = pw.DoubleField()
@@ -105,7 +105,7 @@ class Alert(_Model):
         indexes = ((("status", "shard", "action", "next_attempt"), False),)
 
 
-MODELS = (NeelixCursor, ThrottleState, BeatState, Incident, Snooze, Alert)
+MODELS = (CursorRow, ThrottleRow, PulseRow, Incident, Snooze, Alert)
 
 
 def open_state(path: str | Path, create: bool = True) -> pw.SqliteDatabase:
@@ -125,12 +125,12 @@ def load_cursor(name: str, origin: str, head: int) -> int:
     neelix's first start, at the journal's head `head`: an old backlog is not alerted on
     (`appliance neelix test` shows what it would fire). Stored at once, so a kill before the
     first batch does not move the start again."""
-    row = NeelixCursor.get_or_none((NeelixCursor.name == name) &
-                                   (NeelixCursor.origin == origin))
+    row = CursorRow.get_or_none((CursorRow.name == name) &
+                                   (CursorRow.origin == origin))
     if row:
         return row.seq
-    others = {r.name: r.seq for r in NeelixCursor.select().where(
-        (NeelixCursor.origin == origin) & (NeelixCursor.name != name))}
+    others = {r.name: r.seq for r in CursorRow.select().where(
+        (CursorRow.origin == origin) & (CursorRow.name != name))}
     seq = max(others.values()) if others else head
     if others and min(others.values()) < seq:
         log.warning("%s: shards of another numprocs stopped at %s; starting after seq %d: "
@@ -139,20 +139,20 @@ def load_cursor(name: str, origin: str, head: int) -> int:
     elif not others:
         log.info("%s: first start: matching records after seq %d (the journal's head)",
                  name, seq)
-    NeelixCursor.insert(name=name, origin=origin, seq=seq).execute()
+    CursorRow.insert(name=name, origin=origin, seq=seq).execute()
     return seq
 
 
-def load(rules: Rules, heartbeats: Heartbeats, shard: str) -> None:
+def load(rules: RuleMatcher, heartbeats: HeartbeatWatch, shard: str) -> None:
     """Fill the in-memory states from the file (this shard's throttles and systems)."""
     known = {f.name for f in dataclasses.fields(Throttle)}
-    for row in ThrottleState.select().where(ThrottleState.shard == shard):
+    for row in ThrottleRow.select().where(ThrottleRow.shard == shard):
         data = json.loads(row.data)
         rules.throttles[(row.rule, row.key)] = Throttle(
             **{k: v for k, v in data.items() if k in known})
-    for row in BeatState.select():
+    for row in PulseRow.select():
         if heartbeats.owns(row.system):
-            heartbeats.beats[(row.heartbeat, row.system)] = Beat(
+            heartbeats.pulses[(row.heartbeat, row.system)] = Pulse(
                 row.last_seen, row.down_since, row.notified, row.seen)
 
 
@@ -172,7 +172,7 @@ def snoozes(now: float) -> dict[str, float]:
     return {row.system: row.until for row in Snooze.select().where(Snooze.until > now)}
 
 
-def commit(notices: list[Notice], rules: Rules, heartbeats: Heartbeats, shard: str,
+def commit(notices: list[Notice], rules: RuleMatcher, heartbeats: HeartbeatWatch, shard: str,
            held: set[int], cursor: tuple[str, str, int] | None = None) -> int:
     """Save changed states, queue one alert per notice and action (held ones as `held`) and
     move the cursor, in one transaction. Returns how many alerts were queued to send."""
@@ -195,33 +195,33 @@ def commit(notices: list[Notice], rules: Rules, heartbeats: Heartbeats, shard: s
                 queued += status == PENDING
         if cursor:
             name, origin, seq = cursor
-            NeelixCursor.insert(name=name, origin=origin, seq=seq).on_conflict(
-                conflict_target=[NeelixCursor.name, NeelixCursor.origin],
-                update={NeelixCursor.seq: seq}).execute()
+            CursorRow.insert(name=name, origin=origin, seq=seq).on_conflict(
+                conflict_target=[CursorRow.name, CursorRow.origin],
+                update={CursorRow.seq: seq}).execute()
     rules.dirty.clear()
     heartbeats.dirty.clear()
     heartbeats.forgotten.clear()
     return queued
 
 
-def _save_states(rules: Rules, heartbeats: Heartbeats, shard: str) -> None:
+def _save_states(rules: RuleMatcher, heartbeats: HeartbeatWatch, shard: str) -> None:
     for rule, key in rules.dirty:
         throttle = rules.throttles.get((rule, key))
         if throttle is None:
-            ThrottleState.delete().where((ThrottleState.shard == shard) &
-                                         (ThrottleState.rule == rule) &
-                                         (ThrottleState.key == key)).execute()
+            ThrottleRow.delete().where((ThrottleRow.shard == shard) &
+                                         (ThrottleRow.rule == rule) &
+                                         (ThrottleRow.key == key)).execute()
         else:
-            ThrottleState.replace(shard=shard, rule=rule, key=key,
+            ThrottleRow.replace(shard=shard, rule=rule, key=key,
                                   data=json.dumps(dataclasses.asdict(throttle),
                                                   default=str)).execute()
     for name, system in heartbeats.dirty:
-        beat = heartbeats.beats.get((name, system))
+        beat = heartbeats.pulses.get((name, system))
         if beat is None:
-            BeatState.delete().where((BeatState.heartbeat == name) &
-                                     (BeatState.system == system)).execute()
+            PulseRow.delete().where((PulseRow.heartbeat == name) &
+                                     (PulseRow.system == system)).execute()
         else:
-            BeatState.replace(heartbeat=name, system=system, last_seen=beat.last_seen,
+            PulseRow.replace(heartbeat=name, system=system, last_seen=beat.last_seen,
                               down_since=beat.down_since, notified=beat.notified,
                               seen=beat.seen).execute()
 

@@ -12,35 +12,17 @@ import logging
 import logging.handlers
 import sys
 import time
-from collections.abc import Callable
 
 from appliance import converters as c
-from appliance import health
 from appliance.config import Config, ingest_host
 from appliance.config import load as load_config
-from appliance.notice import when_text
-from appliance.query import QueryError, parse
-from appliance.store import RecordStore
+from appliance.monitor import health
+from appliance.runtime import command_parser, typed
+from appliance.store.query import QueryError, parse
+from appliance.store.reader import RecordStore
+from appliance.times import when_text
 
 SHOWN = ("id", "received", "levelname", "system_id", "sub_system_id", "logger", "message")
-
-
-def command_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """An operator command's parser, with -c pointing at the instance's appliance.ini."""
-    parser = argparse.ArgumentParser(prog=f"appliance {name}", description=description)
-    parser.add_argument("-c", "--config", default="conf/appliance.ini",
-                        help="the instance's appliance.ini (default: %(default)s)")
-    return parser
-
-
-def typed(convert: Callable[[str], object]) -> Callable[[str], object]:
-    """A converter as an argparse type (its ValueError becomes a usage error)."""
-    def checked(text: str) -> object:
-        try:
-            return convert(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    return checked
 
 
 def status(argv: list[str]) -> None:
@@ -188,7 +170,7 @@ def tail(argv: list[str]) -> None:
 
 
 def purge(argv: list[str]) -> None:
-    from appliance.purge import purge_older_than
+    from appliance.store.purge import purge_older_than
     parser = command_parser("purge", "Delete records received longer ago than a duration, in small "
                      "transactions (the appliance may run meanwhile).")
     parser.add_argument("--older-than", required=True, type=typed(c.duration),

@@ -6,6 +6,7 @@ in-place instance; a test keeps them from drifting apart.
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from appliance.config import FORWARDER, SECTIONS, SETTINGS
 from appliance.errors import ConfigError
-from appliance.stages import Stage
+from appliance.stages import Stage, stage_named
 
 IN_PLACE_COMMAND = "python3 -m appliance"
 UNIX_PATH_MAX = 107
@@ -284,6 +285,22 @@ def init(directory: Path, stage: Stage, ingest_port: int | None = None,
     conf.write_text(render_supervisord(stage, f"{shlex.quote(sys.executable)} -m appliance",
                                        package_root, str(conf)), encoding="utf-8")
     return conf
+
+
+def init_main(argv: list[str]) -> None:
+    """`appliance init DIR [--stage S] [--ingest-port N] [--web-port N] [--force]`."""
+    parser = argparse.ArgumentParser(
+        prog="appliance init", description="Write a self-contained appliance instance.")
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--stage", type=stage_named, default="DEVELOPMENT",
+                        help="TESTING, DEVELOPMENT, INTEGRATION or PRODUCTION")
+    parser.add_argument("--ingest-port", type=int, help="instead of the stage's ingest port")
+    parser.add_argument("--web-port", type=int, help="instead of the stage's web port")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing instance")
+    args = parser.parse_args(argv)
+    conf = init(args.directory, args.stage, args.ingest_port, args.web_port, args.force)
+    print(f"wrote {conf.parent} (stage {args.stage.name}); start it with:\n"
+          f"  supervisord -c {conf}\n  supervisorctl -c {conf} status")
 
 
 def settings_markdown() -> str:

@@ -22,10 +22,9 @@ import peewee as pw
 
 from appliance.config import load as load_config
 from appliance.errors import ConfigError
-from appliance.legacy_rows import ATTEMPTS, TABLE, Converter, Refused, Unreadable, make_plan
-from appliance.models import after_insert, database, newest_id, open_database
-from appliance.record import Caps
-from appliance.writer import INSERT_SQL
+from appliance.ops.legacy_rows import ATTEMPTS, TABLE, Converter, Refused, Unreadable, make_plan
+from appliance.spine.record import Caps
+from appliance.store.schema import INSERT_SQL, after_insert, database, newest_id, open_database
 
 
 def _zone(name: str) -> datetime.tzinfo:

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from appliance.record import COLUMNS, INDEX, PS_FIELDS, Caps, truncate
+from appliance.spine.record import COLUMNS, INDEX, PS_FIELDS, Caps, truncate
 
 TABLE = "log"
 LAST_EPOCH = 253402300799.0  # 9999-12-31: a later "time" is no time

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 
 from appliance.errors import FrameError
-from appliance.record import COLUMNS
+from appliance.spine.record import COLUMNS
 
 HEADER_BYTES = 4
 

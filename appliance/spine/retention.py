@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.journal import segment_paths
+from appliance.spine.journal import segment_paths
 
 log = logging.getLogger(__name__)
 

@@ -15,15 +15,15 @@ from typing import Protocol
 
 import zmq
 
-from appliance import retention
-from appliance.codec import unpack_record
-from appliance.journal import JournalReader, decode_entries
-from appliance.record import INDEX
 from appliance.runtime import Every, StopFlag
+from appliance.spine import retention
+from appliance.spine.codec import unpack_record
+from appliance.spine.journal import JournalReader, decode_entries
+from appliance.spine.link import TOPIC
+from appliance.spine.record import INDEX
 
 log = logging.getLogger(__name__)
 
-TOPIC = b"records"
 # Batches queued in ZeroMQ per subscriber: past this, PUB drops and the journal fills the gap,
 # so a slow subscriber costs disk, not memory.
 RCVHWM = 16

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from appliance.errors import ApplianceError
-from appliance.record import FILTER_FIELDS
+from appliance.spine.record import FILTER_FIELDS
 
 EQUALITY_FIELDS = FILTER_FIELDS
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}

@@ -1,6 +1,6 @@
 """Read-only queries of the herald DB for the web viewer and the CLI: pages of records, one
 record and its neighbours and the path it was forwarded along, filter options, per-system
-summaries, histogram counts, exports; and the forwarders' stats files (var/run).
+summaries, histogram counts, exports.
 
 One SQLite connection per server thread, opened read-only (WAL: it never blocks the writer).
 """
@@ -16,7 +16,9 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from appliance.query import (
+from appliance.spine.record import COLUMNS
+from appliance.spine.stats import epoch
+from appliance.store.query import (
     EQUALITY_FIELDS,
     Query,
     QueryError,
@@ -29,11 +31,6 @@ from appliance.query import (
 AROUND = 10  # records shown before and after one on its detail page
 HOUR = 3600
 MAX_HOPS = 64  # a longer hops list is not the relay's (it keeps 16): shown as text
-LAST_EPOCH = 253402300799  # 9999-12-31: a later "time" would not format, so it is no time
-STALE = 10.0  # seconds without a new stats file: the forwarder is not running
-MAX_FORWARDERS = 100  # stats files listed at most
-STATS_BYTES = 65536  # a forwarder's stats file is ~200 bytes; more is not one
-COUNTERS = ("behind_records", "behind_seconds", "forwarded", "failures", "skipped")
 
 
 class RecordStore:
@@ -197,6 +194,20 @@ class RecordStore:
                 bucket = counts[row["bucket"]]
                 bucket[row["level"]] = bucket.get(row["level"], 0) + row["n"]
 
+    def values_since(self, start: float, chunk: int = 5000) -> Iterator[list]:
+        """Every record received since `start` as values in COLUMNS order, oldest first, a
+        chunk at a time (neelix's dry run feeds them to its rules)."""
+        sql = (f"SELECT id, {', '.join(COLUMNS)} FROM record "  # noqa: S608 - schema names
+               "WHERE id > ? AND received >= ? ORDER BY id LIMIT ?")
+        last = 0
+        while True:
+            rows = self.connection().execute(sql, (last, start, chunk)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for row in rows:
+                yield list(row[1:])
+
     def export(self, query: Query, limit: int) -> Iterator[dict]:
         """Every record the query matches, newest first, at most `limit`, a page at a time."""
         sent, before = 0, query.before
@@ -210,24 +221,6 @@ class RecordStore:
             yield from rows
             sent += len(rows)
             before = rows[-1]["id"]
-
-
-def _number(value: object) -> int | float | None:
-    """A count or a duration from JSON, or None (a bool is an int to Python, not a count)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and -2**63 <= value < 2**63 \
-            or isinstance(value, float) and math.isfinite(value):
-        return value
-    return None
-
-
-def _epoch(value: object) -> float | None:
-    """A plausible epoch time from JSON, or None (bool is an int to Python, not a time)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) \
-            and 0 <= value <= LAST_EPOCH:
-        return float(value)
-    return None
 
 
 def record_path(hops: str | None) -> list[dict] | None:
@@ -247,37 +240,9 @@ def record_path(hops: str | None) -> list[dict] | None:
     for hop in hops_list:
         if not isinstance(hop, list) or len(hop) != 2 or not isinstance(hop[0], str):
             return None
-        received = _epoch(hop[1])
+        received = epoch(hop[1])
         if received is None:
             return None
         after = round(received - path[-1]["received"], 3) if path else None
         path.append({"appliance": hop[0], "received": received, "after": after})
     return path
-
-
-def forwarder_links(run_dir: Path, now: float | None = None) -> list[dict]:
-    """Each forwarder's last stats file (var/run/forwarder-NAME.stats.json) by name: link up,
-    how far behind, counters, and `stale` when the file is older than STALE seconds (or
-    unreadable): its process is not running, so the numbers are not current."""
-    now = time.time() if now is None else now
-    try:
-        paths = sorted(Path(run_dir).glob("forwarder-*.stats.json"))[:MAX_FORWARDERS]
-    except OSError:
-        return []
-    links = []
-    for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                stats = json.loads(handle.read(STATS_BYTES))
-        except (OSError, ValueError, RecursionError):
-            stats = None
-        if not isinstance(stats, dict):
-            stats = {}
-        written = _epoch(stats.get("time"))
-        link_up = stats.get("link_up")
-        links.append({
-            "name": path.name[len("forwarder-"):-len(".stats.json")],
-            "link_up": link_up if isinstance(link_up, bool) else None,
-            **{key: _number(stats.get(key)) for key in COUNTERS}, "time": written,
-            "stale": written is None or now - written > STALE})
-    return links

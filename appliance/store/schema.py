@@ -9,7 +9,7 @@ from pathlib import Path
 
 import peewee as pw
 
-from appliance.record import COLUMNS, FILTER_FIELDS
+from appliance.spine.record import COLUMNS, FILTER_FIELDS
 
 database = pw.SqliteDatabase(None)
 
@@ -116,6 +116,13 @@ class LevelHour(pw.Model):
         table_name = "level_hour"
         primary_key = pw.CompositeKey("hour", "system_id", "levelno")
         without_rowid = True
+
+
+# How a batch of records (values in COLUMNS order) is inserted: the writer, the legacy import
+# and the benchmarks' dataset builder all store rows this one way. Built from the schema's own
+# constants, never from input.
+INSERT_SQL = (f"INSERT OR IGNORE INTO {Record._meta.table_name} ({', '.join(COLUMNS)}) "  # noqa: S608
+              f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
 
 LEVEL_HOUR_KEY = ("CAST({t}.received / 3600 AS INTEGER), coalesce({t}.system_id, ''), "

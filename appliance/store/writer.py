@@ -15,18 +15,19 @@ from pathlib import Path
 import peewee as pw
 
 from appliance.errors import ApplianceError
-from appliance.models import (
+from appliance.runtime import Every, StopFlag, start_process
+from appliance.spine import stats
+from appliance.spine.record import scrub
+from appliance.spine.subscriber import Shard, SubscriberLoop
+from appliance.store.purge import OLDER_THAN, UP_TO_ID, delete_in_batches
+from appliance.store.schema import (
+    INSERT_SQL,
     Cursor,
-    Record,
     after_insert,
     database,
     newest_id,
     open_database,
 )
-from appliance.purge import OLDER_THAN, UP_TO_ID, delete_in_batches
-from appliance.record import COLUMNS, scrub
-from appliance.runtime import Every, StopFlag, start_process, write_stats
-from appliance.subscriber import Shard, SubscriberLoop
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,6 @@ ROW_ERRORS = (pw.IntegrityError, pw.DataError, pw.InterfaceError, pw.Programming
               sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
               sqlite3.ProgrammingError, ValueError, OverflowError)
 
-# Built from the schema's own constants, never from input.
-INSERT_SQL = (f"INSERT OR IGNORE INTO {Record._meta.table_name} ({', '.join(COLUMNS)}) "  # noqa: S608
-              f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
 
 class StoreFailed(ApplianceError):
@@ -135,7 +133,7 @@ class DatabaseSink:
         if self.retention_owner and self._retention.due():
             self.run_retention(time.time())
         if self.var_dir is not None and self._stats.due():
-            write_stats(self.var_dir, self.name, {
+            stats.write(self.var_dir, self.name, {
                 "written": self.written, "duplicates": self.duplicates,
                 "rejected": self.rejected, "write_failures": self.write_failures})
 

@@ -1,26 +1,19 @@
-"""Who may use the web viewer: the login gate, sessions, API tokens, CSRF-checked POSTs and
-the admin purge. Installed on the bottle app by web.py; the crypto lives in auth.py.
+"""Who may use the web viewer: login on or off, users, API tokens, sessions ended by logout,
+login throttling and the host names it answers to. The views that use it (login, logout,
+admin) are in gate.py; the crypto lives in auth.py.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import bottle
 
-from appliance import auth
+from appliance.web import auth
 
-log = logging.getLogger("appliance.web")
-
-# /health answers everyone (load balancers, monitors); without a login it says only whether
-# the appliance is healthy, not why.
-OPEN_PATHS = ("/login", "/static/", "/health")
 LOGIN_FAILURES, LOGIN_WINDOW = 5, 300.0  # failed logins per address before a pause
 
 
@@ -110,100 +103,3 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"
     return target
-
-
-def install(app: bottle.Bottle, access: Access, render: Callable[..., str],
-            purge: Callable[[float], int] | None) -> None:
-    """The login gate before every request, and the login, logout and admin routes."""
-
-    @app.hook("before_request")
-    def require_login() -> None:
-        if access.hosts is not None and request_host() not in access.hosts:
-            raise bottle.HTTPError(421, "this viewer does not answer to that host name "
-                                        "([web] hosts)")
-        path = bottle.request.path
-        user = access.principal()
-        bottle.request.environ["herald.user"] = user
-        if not access.login or user is not None or path.startswith(OPEN_PATHS):
-            return
-        if path.startswith(("/api/", "/metrics")):
-            bottle.abort(401, "log in or send Authorization: Bearer <token>")
-        target = bottle.request.fullpath + ("?" + bottle.request.query_string
-                                            if bottle.request.query_string else "")
-        bottle.redirect("/login?" + urlencode({"next": target}), 303)
-
-    @app.get("/login")
-    def login_page() -> str:
-        return render("login", next=safe_next(bottle.request.query.get("next")), failed=False)
-
-    @app.post("/login")
-    def login() -> str:
-        name = bottle.request.forms.getunicode("name", "")
-        password = bottle.request.forms.getunicode("password", "")
-        target = safe_next(bottle.request.forms.getunicode("next"))
-        address = bottle.request.remote_addr or "?"
-        if access.throttled(address):
-            bottle.response.status = 429
-            return render("login", next=target, failed=True)
-        entry = access.users.get(name)
-        # Unknown names cost a hash too: the answer's timing tells nothing.
-        valid = auth.check_password(password, entry[1] if entry else auth.DUMMY_HASH)
-        if entry is None or not valid:
-            access.failed(address)
-            log.warning("failed login for %r from %s", name[:40], address)
-            bottle.response.status = 403
-            return render("login", next=target, failed=True)
-        cookie = auth.make_session(access.secret, auth.Principal(name, entry[0]), entry[1],
-                                   access.session_seconds, time.time())
-        bottle.response.set_cookie(auth.SESSION_COOKIE, cookie, httponly=True,
-                                   samesite="strict", path="/",
-                                   max_age=int(access.session_seconds))
-        bottle.redirect(target, 303)
-
-    @app.post("/logout")
-    def logout() -> None:
-        check_csrf()
-        access.end_session()
-        bottle.response.delete_cookie(auth.SESSION_COOKIE, path="/")
-        bottle.redirect("/login", 303)
-
-    def check_csrf() -> None:
-        cookie = bottle.request.get_cookie(auth.SESSION_COOKIE)
-        if not auth.csrf_ok(access.secret, cookie, bottle.request.forms.get("csrf")):
-            raise bottle.HTTPError(403, "missing or wrong CSRF token: reload the page")
-
-    def require_admin() -> auth.Principal:
-        user = bottle.request.environ.get("herald.user")
-        if not access.login:
-            raise bottle.HTTPError(403, "admin actions need [web] login = true")
-        if user is None or not user.admin:
-            raise bottle.HTTPError(403, "admin role needed")
-        return user
-
-    @app.get("/admin")
-    def admin_page() -> str:
-        require_admin()
-        deleted, days = (bottle.request.query.get(k, "") for k in ("deleted", "days"))
-        message = (f"Deleted {int(deleted)} records older than {int(days)} days."
-                   if re.fullmatch(r"[0-9]{1,12}", deleted) and re.fullmatch(r"[0-9]{1,5}", days)
-                   else "")
-        return render("admin", message=message)
-
-    purging = threading.Lock()
-
-    @app.post("/admin/purge")
-    def admin_purge() -> None:
-        user = require_admin()
-        check_csrf()
-        days = bottle.request.forms.get("days", "")
-        if not re.fullmatch(r"[0-9]{1,5}", days) or not 1 <= int(days) <= 36500:
-            raise bottle.HTTPError(400, "days must be a whole number from 1 to 36500")
-        assert purge is not None
-        if not purging.acquire(blocking=False):
-            raise bottle.HTTPError(409, "a purge is already running")
-        try:
-            deleted = purge(time.time() - int(days) * 86400)
-        finally:
-            purging.release()
-        log.warning("%s purged %d records older than %s days", user.name, deleted, days)
-        bottle.redirect("/admin?" + urlencode({"deleted": deleted, "days": days}), 303)

@@ -11,7 +11,7 @@ import math
 import time
 from urllib.parse import urlencode
 
-from appliance.query import Query
+from appliance.store.query import Query
 
 BUCKETS = 60
 HOUR = 3600.0

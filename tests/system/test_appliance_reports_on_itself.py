@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from appliance.events import Watch, parse
+from appliance.monitor.events import Watch, parse
 
 CRASHERS = f"""
 [program:crasher]

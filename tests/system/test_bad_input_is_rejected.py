@@ -8,7 +8,7 @@ import random
 import socket
 import struct
 
-from support import finish, start_client, wait_until
+from appliance.harness.instance import finish, start_client, wait_until
 
 
 class Exploit:

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 import appliance.client as client
-from appliance.codec import FrameSplitter, decode_frame
+from appliance.harness.instance import PACKAGE_ROOT, finish, free_port, wait_until
+from appliance.spine.codec import FrameSplitter, decode_frame
 from appliance.stages import ALIASES, STAGES
-from support import HERE, finish, free_port, wait_until
 
-SERVICE = HERE / "client_service.py"
+SERVICE = ("-m", "appliance.harness.library_service")
 COLUMNS = ("system_id", "sub_system_id", "sub_sub_system_id", "produkt_id", "user_spec_1",
            "user_spec_2", "package_version")
 
@@ -274,10 +274,10 @@ def test_a_service_exiting_without_flush_still_sends_its_queue():
     receiver = Receiver()
     try:
         service = subprocess.Popen(
-            [sys.executable, str(SERVICE), "--port", str(receiver.port), "--count", "5000",
+            [sys.executable, *SERVICE, "--port", str(receiver.port), "--count", "5000",
              "--system-id", "exiting", "--flush-timeout", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+            env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)})
         report = json.loads(finish(service, timeout=60).strip().splitlines()[-1])
         assert report["flushed"] is None
         # logging.shutdown() at exit closed the handler, which sent what was queued
@@ -352,13 +352,13 @@ def test_service_keeps_every_record_through_an_ingestor_restart(instance, tmp_pa
     system = f"svc-{uuid.uuid4().hex[:8]}"
     # 500 records/s for 20 s: it logs before, during and after the outage (stopping takes
     # up to the ingestor's 5 s drain while the service keeps sending, then 5 s down)
-    args = [sys.executable, str(SERVICE), "--port", str(inst.port), "--count", "10000",
+    args = [sys.executable, *SERVICE, "--port", str(inst.port), "--count", "10000",
             "--rate", "500", "--system-id", system]
     if outage == "stop-spill":  # a queue far smaller than the outage: most go to the file
         args += ["--queue-size", "200", "--spill", str(tmp_path / "service.spill")]
     began = time.monotonic()
     service = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+                               text=True, env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)})
     timeline = {}
     try:
         inst.wait_count(200, "system_id = ?", (system,), timeout=30)

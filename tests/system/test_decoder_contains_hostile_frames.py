@@ -9,9 +9,9 @@ import pickle
 
 import pytest
 
-from appliance.codec import unpack_record, with_seq
-from appliance.decoder_pool import DecoderPool
-from appliance.record import INDEX, Caps, normalize
+from appliance.ingest.decoder_pool import DecoderPool
+from appliance.spine.codec import unpack_record, with_seq
+from appliance.spine.record import INDEX, Caps, normalize
 
 DECODER_ARGS = ["--origin", "test", "--max-text-chars", "65536", "--max-field-chars", "1024",
                 "--memory", str(512 << 20)]

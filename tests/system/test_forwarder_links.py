@@ -16,8 +16,8 @@ import threading
 import msgpack
 import zmq
 
-from appliance.relay import BATCH
-from support import chained, free_port, send_records, wait_until
+from appliance.harness.instance import chained, free_port, send_records, wait_until
+from appliance.ingest.relay import BATCH
 
 
 def make_keys(directory, *names: str) -> None:

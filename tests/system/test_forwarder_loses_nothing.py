@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from appliance.record import INDEX
-from support import chained, finish, journal_records, start_client, wait_until
+from appliance.harness.instance import chained, finish, journal_records, start_client, wait_until
+from appliance.spine.record import INDEX
 
 # The services' records; the appliances' own alert records (a killed program is reported by
 # the events listener, and forwarded like any record) are not part of the count.

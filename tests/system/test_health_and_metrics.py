@@ -9,7 +9,7 @@ import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import get, send_records, wait_until
+from appliance.harness.instance import get, send_records, wait_until
 
 ALL = ("ingestor", "writer", "neelix", "web", "events")
 

@@ -14,7 +14,8 @@ import urllib.request
 
 import pytest
 
-from appliance.web import fmt_time
+from appliance.harness.instance import Instance, api, finish, get, start_client, wait_until
+from appliance.web.site import fmt_time
 from legacy_fixtures import (
     PS_BRIDGE_ROWS,
     SYSTEM,
@@ -25,7 +26,6 @@ from legacy_fixtures import (
     ps_bridge_db,
     variant_db,
 )
-from support import Instance, api, finish, get, start_client, wait_until
 
 
 def import_legacy(*args, env: dict | None = None) -> subprocess.CompletedProcess:

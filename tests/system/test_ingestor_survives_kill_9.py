@@ -4,10 +4,10 @@ in the journal) is stored exactly once, and clients reconnect and go on."""
 import time
 from pathlib import Path
 
-from appliance.codec import unpack_record
-from appliance.journal import JournalReader
-from appliance.record import INDEX
-from support import finish, start_client, wait_until
+from appliance.harness.instance import finish, start_client, wait_until
+from appliance.spine.codec import unpack_record
+from appliance.spine.journal import JournalReader
+from appliance.spine.record import INDEX
 
 CLIENTS = "system_id != 'herald'"  # the events listener reports the kill as a record
 

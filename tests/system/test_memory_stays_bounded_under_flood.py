@@ -4,7 +4,7 @@
 import os
 import signal
 
-from support import finish, start_client
+from appliance.harness.instance import finish, start_client
 
 # 100,000 records as Python objects take ~250 MB; a process holding them could not stay below.
 PEAK_RSS_LIMIT_MB = 100

@@ -9,7 +9,7 @@ import sqlite3
 import time
 
 from alert_sinks import WebhookSink
-from support import send_records, wait_until
+from appliance.harness.instance import send_records, wait_until
 
 RULES = """\
 [action:ops]

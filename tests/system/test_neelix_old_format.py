@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from support import send_records, wait_until
+from appliance.harness.instance import send_records, wait_until
 
 OLD_FORMAT = """\
 [ch2eu]

@@ -7,7 +7,7 @@ import json
 import logging
 
 from alert_sinks import WebhookSink
-from support import send_records, wait_until
+from appliance.harness.instance import send_records, wait_until
 
 RULES = """\
 [action:hook]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from support import send_records, wait_until
+from appliance.harness.instance import send_records, wait_until
 
 RULES = """\
 [action:ops]

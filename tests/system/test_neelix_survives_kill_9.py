@@ -7,7 +7,7 @@ import logging
 import sqlite3
 import time
 
-from support import send_records, wait_until
+from appliance.harness.instance import send_records, wait_until
 
 RULES = """\
 [action:ops]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from support import wait_until
+from appliance.harness.instance import wait_until
 
 
 def appliance(inst, *args: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@ section and key in a message supervisord shows."""
 
 import json
 
-from support import finish, start_client, wait_until
+from appliance.harness.instance import finish, start_client, wait_until
 
 
 def test_sigterm_commits_what_is_in_hand_and_exits_zero(instance):

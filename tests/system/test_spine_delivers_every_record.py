@@ -3,7 +3,7 @@ through a real instance under supervisord land as exactly 21,000 rows with the r
 
 import json
 
-from support import finish, start_client
+from appliance.harness.instance import finish, start_client
 
 
 def test_four_tcp_clients_and_one_udp_client_give_exactly_21000_rows(instance):

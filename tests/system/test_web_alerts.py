@@ -14,10 +14,11 @@ import urllib.request
 
 import pytest
 
-from appliance import alert_store, neelix_state
-from appliance.alert_store import AlertQuery, AlertStore
-from appliance.query import QueryError
-from support import Instance, api, get, wait_until
+from appliance.harness.instance import Instance, api, get, wait_until
+from appliance.neelix import history as alert_store
+from appliance.neelix import state as neelix_state
+from appliance.neelix.history import AlertHistory, AlertQuery
+from appliance.store.query import QueryError
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"
@@ -49,7 +50,7 @@ def build_state(path, now: float) -> None:
     db = neelix_state.open_state(path)
     try:
         with db.atomic():
-            beat = neelix_state.BeatState
+            beat = neelix_state.PulseRow
             beat.create(heartbeat="everyone", system="alpha", last_seen=now - 10)
             beat.create(heartbeat="everyone", system="beta", last_seen=now - 3600,
                         down_since=now - 1800, notified=now - 1800)
@@ -249,7 +250,7 @@ def test_parse_checks_every_parameter():
 
 def test_a_missing_file_or_missing_tables_mean_nothing_to_show(tmp_path):
     path = tmp_path / "neelix.sqlite"
-    store = AlertStore(path)
+    store = AlertHistory(path)
     assert store.watch(0) is None and not store.has_run()
     assert store.alerts(AlertQuery()) == ([], None) and store.incidents() == []
     sqlite3.connect(path).execute("CREATE TABLE unrelated (x)").connection.close()

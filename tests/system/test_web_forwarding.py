@@ -12,9 +12,9 @@ import urllib.request
 import pytest
 from bottle import html_escape
 
-from appliance import models
-from appliance.record import COLUMNS
-from support import Instance, api, chained, get, send_records, wait_until
+from appliance.harness.instance import Instance, api, chained, get, send_records, wait_until
+from appliance.spine.record import COLUMNS
+from appliance.store import schema as models
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"

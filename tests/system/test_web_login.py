@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from support import Instance, wait_until
+from appliance.harness.instance import Instance, wait_until
 
 PASSWORD = "correct horse battery"
 

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from appliance.web import spreadsheet_safe
-from support import Instance, wait_until
+from appliance.harness.instance import Instance, wait_until
+from appliance.web.export import spreadsheet_safe
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 

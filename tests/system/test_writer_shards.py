@@ -1,8 +1,8 @@
 """Subscribers scale independently: two writer shards under supervisord store every record
 exactly once between them, each keeping its own cursor, through a kill -9 of one shard."""
 
-from appliance.subscriber import Shard
-from support import finish, start_client
+from appliance.harness.instance import finish, start_client
+from appliance.spine.subscriber import Shard
 
 
 def test_two_writer_shards_store_each_record_once(instance):

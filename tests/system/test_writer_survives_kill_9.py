@@ -1,7 +1,7 @@
 """Acceptance: SIGKILL the writer in the middle of a 100,000-record flood; supervisord restarts
 it; after the drain the DB holds exactly the records sent, none twice."""
 
-from support import finish, start_client
+from appliance.harness.instance import finish, start_client
 
 
 def test_writer_killed_twice_mid_flood_loses_and_duplicates_nothing(instance):

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance import config, converters, instance
+from appliance import config, converters
 from appliance.errors import ConfigError
+from appliance.ops import instance
 from appliance.stages import STAGES
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -4,9 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from appliance.instance import settings_markdown
+from appliance.ops.instance import settings_markdown
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_settings_table_is_the_loaders_table():

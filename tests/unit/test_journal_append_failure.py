@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from appliance.errors import JournalError
-from appliance.journal import Journal, JournalReader
+from appliance.spine.journal import Journal, JournalReader
 
 
 @pytest.fixture

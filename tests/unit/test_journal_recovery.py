@@ -3,7 +3,7 @@ torn tail at reopen, and lets a reader tail it and step over a damaged entry."""
 
 import pytest
 
-from appliance.journal import ENTRY, Journal, JournalReader, segment_paths
+from appliance.spine.journal import ENTRY, Journal, JournalReader, segment_paths
 
 
 def payload(seq: int) -> bytes:

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from appliance.journal import Journal, JournalReader, segment_paths
-from appliance.retention import prune, read_cursors, write_cursor
+from appliance.spine.journal import Journal, JournalReader, segment_paths
+from appliance.spine.retention import prune, read_cursors, write_cursor
 
 NOW = 2_000_000_000.0
 HOUR = 3600.0

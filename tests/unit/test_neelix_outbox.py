@@ -9,20 +9,20 @@ import sys
 import threading
 import time
 
-from appliance import neelix_state as state
-from appliance.actions import Action
-from appliance.delivery import Courier, backoff
-from appliance.heartbeat import Heartbeats
-from appliance.notice import Notice
-from appliance.reactions import Context
-from appliance.rules import Rules
+from appliance.neelix import state as state
+from appliance.neelix.actions import Action
+from appliance.neelix.heartbeats import HeartbeatWatch
+from appliance.neelix.notice import Notice
+from appliance.neelix.outbox import Courier, backoff
+from appliance.neelix.rules import RuleMatcher
+from appliance.neelix.transports import Context
 
 CONTEXT = Context("test", "127.0.0.1", 9, "")
 
 
 def queue(tmp_path, *notices: Notice) -> None:
     state.open_state(tmp_path / "neelix.sqlite")
-    state.commit(list(notices), Rules(()), Heartbeats((), lambda _s: True), "0of1", set(),
+    state.commit(list(notices), RuleMatcher(()), HeartbeatWatch((), lambda _s: True), "0of1", set(),
                  ("neelix-0of1", "origin", 7))
 
 
@@ -82,7 +82,7 @@ def test_a_new_shard_starts_where_the_old_shards_stopped_or_at_the_head(tmp_path
     state.open_state(tmp_path / "neelix.sqlite")
     assert state.load_cursor("neelix-0of1", "o", head=40) == 40  # first start: the head
     assert state.load_cursor("neelix-0of1", "o", head=90) == 40  # stored at once
-    state.NeelixCursor.update(seq=70).execute()
+    state.CursorRow.update(seq=70).execute()
     # numprocs 1 → 2: both new shards go on after the old shard's cursor, none from 0
     assert state.load_cursor("neelix-0of2", "o", head=90) == 70
     assert state.load_cursor("neelix-1of2", "o", head=90) == 70

@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from appliance import converters as c
-from appliance.actions import Defaults
 from appliance.errors import EXIT_CONFIG, ConfigError
-from appliance.heartbeat import Heartbeats
-from appliance.notice import Notice
-from appliance.record import COLUMNS, INDEX
-from appliance.rulebook import RuleBook, load
-from appliance.rules import Rules, key_of, matches
+from appliance.neelix.actions import Defaults
+from appliance.neelix.heartbeats import HeartbeatWatch
+from appliance.neelix.notice import Notice
+from appliance.neelix.rulebook import RuleBook, load
+from appliance.neelix.rules import RuleMatcher, key_of, matches
+from appliance.spine.record import COLUMNS, INDEX
 
 DEFAULTS = Defaults(smtp_host="smtp.example.org", smtp_port=2525,
                     mail_from="neelix@example.org", retry_for=3600.0)
@@ -450,8 +450,8 @@ def test_record_with_none_fields_never_raises(tmp_path):
 
 # --- rules: realert, digests, keys, thresholds ------------------------------------------------
 
-def realert_rules(tmp_path: Path, extra: str = "") -> Rules:
-    return Rules(book(tmp_path, "[rule:r]\nmessage = boom\nrealert = 10m\nactions = table\n"
+def realert_rules(tmp_path: Path, extra: str = "") -> RuleMatcher:
+    return RuleMatcher(book(tmp_path, "[rule:r]\nmessage = boom\nrealert = 10m\nactions = table\n"
                       + extra + TABLE).rules)
 
 
@@ -503,7 +503,7 @@ def test_key_per_field_notifies_each_key_once(tmp_path):
 
 
 def test_threshold_fires_on_the_nth_match_inside_the_window(tmp_path):
-    rules = Rules(book(tmp_path, "[rule:r]\nmessage = boom\nthreshold = 3 in 10s\n"
+    rules = RuleMatcher(book(tmp_path, "[rule:r]\nmessage = boom\nthreshold = 3 in 10s\n"
                        "realert = 0\nactions = table\n" + TABLE).rules)
     assert rules.observe(boom(0, T0)) == []
     assert rules.observe(boom(1, T0 + 4)) == []
@@ -526,7 +526,7 @@ def test_idle_states_are_forgotten(tmp_path):
     assert rules.throttles == {}
     assert ("r", "web-7") in rules.dirty  # forgetting is saved too
 
-    thresholds = Rules(book(tmp_path, "[rule:r]\nmessage = boom\nthreshold = 3 in 10s\n"
+    thresholds = RuleMatcher(book(tmp_path, "[rule:r]\nmessage = boom\nthreshold = 3 in 10s\n"
                             "actions = table\n" + TABLE).rules)
     thresholds.observe(boom(0, T0))
     thresholds.due_digests(T0 + 5)
@@ -545,10 +545,10 @@ def test_states_of_rules_no_longer_in_the_book_are_dropped(tmp_path):
 # --- heartbeats -------------------------------------------------------------------------------
 
 def heartbeats(tmp_path: Path, systems: str = "a, b", owns: object = None,
-               remind: str = "0") -> Heartbeats:
+               remind: str = "0") -> HeartbeatWatch:
     rules = book(tmp_path, f"[heartbeat:h]\nsystems = {systems}\nsilence = 1h\ngrace = 5m\n"
                            f"remind = {remind}\nactions = table\n" + TABLE)
-    return Heartbeats(rules.heartbeats, owns or (lambda _system: True))
+    return HeartbeatWatch(rules.heartbeats, owns or (lambda _system: True))
 
 
 def loud(_system: str, _when: float) -> bool:
@@ -609,7 +609,7 @@ def test_quiet_defers_down_until_it_ends(tmp_path):
 def test_owns_leaves_other_shards_systems_alone(tmp_path):
     beats = heartbeats(tmp_path, "a, b", owns=lambda system: system == "a")
     beats.start(T0)
-    assert list(beats.beats) == [("h", "a")]
+    assert list(beats.pulses) == [("h", "a")]
     assert [n.system for n in beats.check(T0 + DUE, loud)] == ["a"]
 
 
@@ -629,7 +629,7 @@ def test_heartbeat_states_removed_from_the_rules_are_forgotten_on_start(tmp_path
     beats.start(T0)
     beats.heartbeats = {}
     beats.start(T0 + 1)
-    assert beats.beats == {} and ("h", "a") in beats.dirty
+    assert beats.pulses == {} and ("h", "a") in beats.dirty
 
 
 # --- maintenance windows ----------------------------------------------------------------------

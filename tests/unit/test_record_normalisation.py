@@ -11,8 +11,8 @@ import tracemalloc
 
 import pytest
 
-from appliance.codec import decode_frame, pack_record, unpack_record
-from appliance.record import COLUMNS, PS_FIELDS, Caps, normalize, scrub
+from appliance.spine.codec import decode_frame, pack_record, unpack_record
+from appliance.spine.record import COLUMNS, PS_FIELDS, Caps, normalize, scrub
 
 CAPS = Caps()
 

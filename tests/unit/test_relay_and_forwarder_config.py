@@ -12,11 +12,12 @@ import msgpack
 import pytest
 
 from appliance import config
-from appliance.codec import pack_record, unpack_record
 from appliance.errors import ConfigError
-from appliance.journal import Journal, JournalReader
-from appliance.record import COLUMNS, INDEX, Caps
-from appliance.relay import ACK, BATCH, MAX_HOPS, BadRecord, Relay, Seen, add_hop, checked
+from appliance.ingest.relay import MAX_HOPS, BadRecord, Relay, Seen, add_hop, checked
+from appliance.spine.codec import pack_record, unpack_record
+from appliance.spine.journal import Journal, JournalReader
+from appliance.spine.link import ACK, BATCH
+from appliance.spine.record import COLUMNS, INDEX, Caps
 
 CAPS = Caps(text=100, field=40)
 

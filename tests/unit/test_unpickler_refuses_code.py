@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.codec import FrameSplitter, decode_frame, split_datagram
 from appliance.errors import FrameError
+from appliance.spine.codec import FrameSplitter, decode_frame, split_datagram
 
 PLAIN = {"msg": "hello %s", "n": 7, "big": 2**70, "neg": -3, "f": 1.5, "t": True, "no": None,
          "list": [1, "two", [3.0, None]], "tuple": (1, ("a", False)), "nested": {"k": {"j": []}},

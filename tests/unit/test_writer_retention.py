@@ -7,9 +7,9 @@ import sqlite3
 import peewee as pw
 import pytest
 
-from appliance.models import Cursor, Record, database, open_database
-from appliance.record import INDEX, Caps, normalize
-from appliance.writer import DatabaseSink, StoreFailed
+from appliance.spine.record import INDEX, Caps, normalize
+from appliance.store.schema import Cursor, Record, database, open_database
+from appliance.store.writer import DatabaseSink, StoreFailed
 
 NOW = 1_800_000_000.0
 DAY = 86400.0

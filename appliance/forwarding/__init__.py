@@ -1,0 +1,2 @@
+"""The forwarder program: passes records to an upstream appliance (acked batches to its relay)
+or to any SocketHandler receiver."""
