@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 
 from appliance.harness.instance import wait_until
@@ -27,8 +28,17 @@ def test_emit_query_tail_and_purge(instance):
     assert [r["message"] for r in rows] == [f"disk almost full {n}" for n in range(1, 6)]
     table = appliance(inst, "query", "system_id=ops-check", "limit=2")
     assert table.stdout.count("disk almost full") == 2 and "WARNING" in table.stdout
-    bad = appliance(inst, "query", "level=LOUD")
-    assert bad.returncode == 2 and "level" in bad.stderr and "Traceback" not in bad.stderr
+    assert [json.loads(line)["received"][-6:] for line in found.stdout.splitlines()] == \
+        ["+00:00"] * 5  # ISO 8601 with offset
+    for level in ("WARN", "warn", "warning", "30"):
+        same = appliance(inst, "query", "system_id=ops-check", f"level={level}", "--json")
+        assert same.stdout == found.stdout, (level, same.stderr)
+    assert appliance(inst, "query", "system_id=ops-check", "level=error").stdout == ""
+    for bad_filter in ("level=LOUD", 'q="unclosed phrase', "since=yesterday"):
+        bad = appliance(inst, "query", bad_filter)
+        assert bad.returncode == 2 and bad.stdout == "", bad_filter
+        assert bad.stderr.startswith("appliance query: ") and bad.stderr.count("\n") == 1 \
+            and "Traceback" not in bad.stderr, bad.stderr
     tailed = appliance(inst, "tail", "--once", "system_id=ops-check")
     assert tailed.stdout.count("disk almost full") == 5
     moment = time.time()
@@ -36,3 +46,31 @@ def test_emit_query_tail_and_purge(instance):
     purged = appliance(inst, "purge", "--older-than", "1s")
     assert purged.returncode == 0 and "deleted" in purged.stdout, purged.stderr
     assert inst.count("system_id = 'ops-check'") == 0
+
+
+def test_tail_follows_like_tail_f(instance):
+    inst = instance().start()
+    appliance(inst, "emit", "before the tail", "--system", "tailed")
+    inst.wait_count(1, "system_id = 'tailed'")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "tail", "system_id=tailed", "level=warn",
+         "-c", str(inst.ini), "--interval", "200ms"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(follower.stdout), daemon=True)
+    reader.start()
+    started = time.time()
+    try:
+        # the INFO record "before the tail" is below level=warn: nothing shown yet
+        wait_until(lambda: time.time() > started + 5, 10, "the tail to follow for 5 s")
+        assert follower.poll() is None, follower.stderr.read()
+        assert lines == []
+        appliance(inst, "emit", "sent while tailing", "--level", "ERROR", "--system", "tailed")
+        wait_until(lambda: any("sent while tailing" in line for line in lines), 30,
+                   "the new record in the tail's output", lambda: "".join(lines))
+        wait_until(lambda: time.time() > started + 10, 20, "the tail to follow for 10 s")
+        assert follower.poll() is None, "tail stopped following"
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+    assert len(lines) == 1 and "ERROR" in lines[0], lines
