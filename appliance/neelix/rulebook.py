@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import converters as c
+from appliance.config import ensure_live
 from appliance.errors import ConfigError
 from appliance.neelix.actions import Action, Defaults, parse_action
 from appliance.neelix.maintenance import Maintenance, parse_maintenance
@@ -143,6 +144,7 @@ class _Reader:
 def load(path: str | Path, defaults: Defaults | None = None) -> RuleBook:
     """Read and check a rules file (an empty file is an empty rule book)."""
     path, defaults = Path(path), defaults or Defaults()
+    ensure_live(path)
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     parser.optionxform = str  # type: ignore[assignment, method-assign]
     try:

@@ -748,7 +748,7 @@ def appliance(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def instance_dir(tmp_path):
-    made = appliance("init", str(tmp_path / "inst"), "--stage", "TESTING")
+    made = appliance("init", str(tmp_path / "inst"), "--stage", "TESTING", "--ports-in-use")
     assert made.returncode == 0, made.stderr
     return tmp_path / "inst"
 
