@@ -26,6 +26,8 @@ class Command:
 
 
 OPERATOR_COMMANDS: dict[str, Command] = {
+    "start": Command("appliance.ops.start:start_main",
+                     "start an instance's supervisord (refuses a second start, taken ports)"),
     "init": Command("appliance.ops.instance:init_main",
                     "write a self-contained instance (supervisord.conf, conf/, var/)"),
     "status": Command("appliance.ops.commands:status",
@@ -85,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"appliance: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     run = command.load()
-    if name == "init":
+    if name in ("init", "start"):
         try:
             run(rest)
         except ConfigError as error:
-            print(f"appliance init: {error}", file=sys.stderr)
+            print(f"appliance {name}: {error}", file=sys.stderr)
             return 2
         return 0
     return run_process(name, lambda: run(rest))
