@@ -214,7 +214,9 @@ NEELIX_INI = """\
 ; logger, message, exc_text, levelname, …) plus event, source, key, system, count,
 ; suppressed, summary, since, time, url.
 ;
-; The old per-system format keeps working (mail through [neelix] smtp_host/smtp_port):
+; The old per-system format keeps working (mail through [neelix] smtp_host/smtp_port).
+; MSG is a text searched in the message and in the traceback (exc_text, stack_info), so
+; MSG = Traceback fires for logger.exception(...); AGE mails when the system is silent:
 ; [ch2eu]
 ; MAIL_TO = ops@example.org, oncall@example.org
 ; MSG = Traceback

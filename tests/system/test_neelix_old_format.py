@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 
 from appliance.harness.instance import send_records, wait_until
 
@@ -56,3 +57,22 @@ def test_silent_system_gets_one_down_and_one_recovered_mail(neelix, mail):
     assert not [m for m in mail.received() if "ch2eu" in m.subject]
     closed = inst.alerts("event = 'recovered'")
     assert len(closed) == 1 and closed[0]["status"] == "sent"
+
+
+def test_msg_traceback_fires_for_logger_exception(neelix, mail):
+    """`MSG = Traceback` was written to catch tracebacks: logger.exception() puts the
+    traceback in exc_text, not in the message, and MSG is searched in both."""
+    inst = neelix(OLD_FORMAT)
+    handler = logging.handlers.SocketHandler("127.0.0.1", inst.port)
+    service = logging.Logger("ch2eu.payments")
+    service.addHandler(handler)
+    try:
+        try:
+            {}["card"]
+        except KeyError:
+            service.exception("payment failed", extra={"SYSTEM_ID": "ch2eu"})
+    finally:
+        handler.close()
+    mailed = wait_until(mail.received, 10, "a mail for the exception", inst.diagnostics)
+    assert "payment failed" in mailed[0].body and "KeyError: 'card'" in mailed[0].body
+    inst.wait_count(1, "message = 'payment failed' AND exc_text LIKE 'Traceback%'")
