@@ -15,13 +15,13 @@ def when_text(epoch: float | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def iso_time(epoch: float | None) -> str | None:
-    """ISO 8601 with its offset and milliseconds ('2026-11-28T12:00:00.250+00:00'): what
-    machines and mail readers get, unambiguous in any zone."""
+def iso_time(epoch: float | None, timespec: str = "milliseconds") -> str | None:
+    """ISO 8601 with its offset ('2026-11-28T12:00:00.250+00:00'; timespec="seconds" for
+    people, as in mails): unambiguous in any zone."""
     if epoch is None:
         return None
     moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds")
+    return moment.isoformat(timespec=timespec)
 
 
 def with_iso_times(row: dict) -> dict:

@@ -53,6 +53,7 @@ def make_app(site: Site, config: Config | None = None) -> bottle.Bottle:
     routes = [
         ("GET", "/", records.table),
         ("GET", "/record/<record_id:int>", records.detail),
+        ("GET", "/record/<origin>/<seq:int>", records.by_seq),
         ("GET", "/systems", overview.systems_page),
         ("GET", "/alerts", overview.alerts_page),
         ("GET", "/api/records", records.api_page),
