@@ -58,9 +58,18 @@ def _rates(first: health.Snapshot, second: health.Snapshot) -> dict[str, float]:
                                ("matched", "neelix", "matched"))}
 
 
+def addresses(config: Config) -> list[str]:
+    """Where this instance listens, for people: the web URL and the ingest address."""
+    host = ingest_host(config)
+    udp = " and UDP" if config.ingestor.udp else ""
+    return [f"web     http://{host}:{config.web.port}/",
+            f"ingest  {host}:{config.ingestor.port} (TCP{udp}; SocketHandler, appliance.client)"]
+
+
 def render_status(config: Config, snap: health.Snapshot, rates: dict[str, float]) -> str:
     state = "healthy" if snap.healthy else "UNHEALTHY"
     lines = [f"herald {config.appliance.instance} (stage {config.stage.name}): {state}"]
+    lines += addresses(config)
     lines += [f"  ! {problem}" for problem in snap.problems]
     lines.append("programs: " + (", ".join(f"{name} {s}" for name, s in
                                            sorted(snap.programs.items())) or "unknown"))

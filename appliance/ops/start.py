@@ -15,10 +15,11 @@ import xmlrpc.client
 from pathlib import Path
 
 from appliance import ports
-from appliance.config import Config, ensure_live, ingest_host
+from appliance.config import Config, ensure_live
 from appliance.config import load as load_config
 from appliance.errors import ConfigError
 from appliance.monitor import health
+from appliance.ops.commands import addresses
 
 STARTUP = 30.0  # seconds the programs get to reach RUNNING before start reports on them
 
@@ -30,14 +31,6 @@ def supervisord_pid(directory: Path) -> int:
     except (OSError, ValueError):
         return 0
     return pid if "supervisord" in ports.command_line(pid) else 0  # not a recycled pid
-
-
-def addresses(config: Config) -> list[str]:
-    """Where this instance listens, for people: the web URL and the ingest address."""
-    host = ingest_host(config)
-    udp = " and UDP" if config.ingestor.udp else ""
-    return [f"web     http://{host}:{config.web.port}/",
-            f"ingest  {host}:{config.ingestor.port} (TCP{udp}; SocketHandler, appliance.client)"]
 
 
 def refusal(config: Config, directory: Path, conf: Path) -> str | None:
