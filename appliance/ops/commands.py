@@ -17,6 +17,7 @@ from appliance import converters as c
 from appliance.config import Config, ingest_host
 from appliance.config import load as load_config
 from appliance.monitor import health
+from appliance.progress import Progress
 from appliance.runtime import command_parser, typed
 from appliance.store.query import Query, QueryError, parse
 from appliance.store.reader import RecordStore
@@ -197,7 +198,7 @@ def tail(argv: list[str]) -> None:
 
 
 def purge(argv: list[str]) -> None:
-    from appliance.store.purge import purge_older_than
+    from appliance.store.purge import count_older_than, purge_older_than
     parser = command_parser("purge", "Delete records received longer ago than a duration, in small "
                      "transactions (the appliance may run meanwhile).")
     parser.add_argument("--older-than", required=True, type=typed(c.duration),
@@ -206,7 +207,9 @@ def purge(argv: list[str]) -> None:
     config = load_config(args.config)
     _store(config)
     cutoff = time.time() - args.older_than
-    deleted = purge_older_than(config.writer.db, cutoff, config.writer.delete_batch)
+    bar = Progress("purging", count_older_than(config.writer.db, cutoff))
+    deleted = purge_older_than(config.writer.db, cutoff, config.writer.delete_batch, bar.update)
+    bar.finish()
     print(f"deleted {deleted} records received before {when_text(cutoff)}")
 
 

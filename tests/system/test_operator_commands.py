@@ -4,6 +4,8 @@ the web's filters (table and JSON), tail them, purge old ones."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
 import threading
@@ -15,6 +17,28 @@ from appliance.harness.instance import wait_until
 def appliance(inst, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "appliance", *args, "-c", str(inst.ini)],
                           capture_output=True, text=True, timeout=60)
+
+
+def on_a_terminal(inst, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Run a command with its stderr on a pseudo-terminal, as a person would; return the
+    process and what the terminal showed."""
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "appliance", *args, "-c", str(inst.ini)],
+                              stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=60)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    return done, shown.decode("utf-8", "replace")
 
 
 def test_emit_query_tail_and_purge(instance):
@@ -43,9 +67,13 @@ def test_emit_query_tail_and_purge(instance):
     assert tailed.stdout.count("disk almost full") == 5
     moment = time.time()
     wait_until(lambda: time.time() > moment + 1.1, 5, "the records a second old")
-    purged = appliance(inst, "purge", "--older-than", "1s")
-    assert purged.returncode == 0 and "deleted" in purged.stdout, purged.stderr
+    purged, terminal = on_a_terminal(inst, "purge", "--older-than", "1s")
+    assert purged.returncode == 0 and "deleted" in purged.stdout, terminal
     assert inst.count("system_id = 'ops-check'") == 0
+    deleted = int(purged.stdout.split()[1])
+    assert deleted >= 5 and f"] 100% {deleted:,}/{deleted:,}" in terminal  # the bar, drawn
+    again = appliance(inst, "purge", "--older-than", "1s")
+    assert again.returncode == 0 and again.stderr == ""  # no bar where no one watches
 
 
 def test_tail_follows_like_tail_f(instance):
