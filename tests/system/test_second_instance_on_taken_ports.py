@@ -31,7 +31,13 @@ def test_a_second_instance_on_taken_ports_stays_out_of_the_first(instance, tmp_p
     for own, taken in ((second.port, first.port), (second.web_port, first.web_port)):
         text = text.replace(f"\nport = {own}\n", f"\nport = {taken}\n")
     second.ini.write_text(text)
-    second.start(())
+    refused = subprocess.run([sys.executable, "-m", "appliance", "start", "-c",
+                              str(second.conf)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(f"appliance start: the ingest port 127.0.0.1:{first.port}")
+    assert f"pid {ingestor_pid} (" in refused.stderr and "[ingestor] port" in refused.stderr
+    assert not (second.dir / "var" / "run" / "supervisord.pid").exists()
+    second.start(())  # with supervisord itself, as a systemd unit would
     for program in ("ingestor", "web"):
         wait_until(lambda p=program: second.state(p) == "FATAL", 90, f"the second {program} "
                    "FATAL after supervisord's retries", second.diagnostics)
