@@ -4,6 +4,7 @@ instance files are the templates rendered, with no drift."""
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,24 @@ def test_settings_that_would_misbehave_are_refused(tmp_path, text, section, key,
         config.load(path)
     assert message in str(caught.value)
     assert (caught.value.section, caught.value.key) == (section, key)
+
+
+def test_the_live_files_are_made_from_the_examples_once(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "appliance.example.ini").write_text("[appliance]\nstage = INTEGRATION\n")
+    assert config.load(conf / "appliance.ini").stage.name == "INTEGRATION"
+    live = conf / "appliance.ini"
+    assert live.read_text() == "[appliance]\nstage = INTEGRATION\n"
+    live.write_text("[appliance]\nstage = PRODUCTION\n")  # the operator's from now on
+    (conf / "appliance.example.ini").write_text("[appliance]\nstage = TESTING\n")  # git pull
+    assert config.load(live).stage.name == "PRODUCTION"
+    assert sorted(p.name for p in conf.iterdir()) == ["appliance.example.ini", "appliance.ini"]
+
+
+def test_the_clones_examples_are_what_a_first_run_starts_from():
+    assert not (REPO / "conf" / "appliance.ini").exists() or \
+        "conf/appliance.ini" in (REPO / ".gitignore").read_text()
+    tracked = subprocess.run(["git", "ls-files", "conf"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked == ["conf/appliance.example.ini", "conf/neelix.example.ini"]
