@@ -36,7 +36,8 @@ def test_a_crashing_program_becomes_an_alert_record(instance):
                     timeout=60)
     inst.wait_count(1, f"{where} AND message LIKE ?", (f"{origin}broken is FATAL%",), timeout=60)
     rows = inst.query(f"SELECT levelno, message, extra FROM record WHERE {where}")
-    assert {levelno for levelno, message, _ in rows if "broken" in message} == {50}
+    # (broken may also exit unexpectedly first, when a loaded machine keeps it up past startsecs)
+    assert {levelno for levelno, message, _ in rows if "broken is FATAL" in message} == {50}
     assert {json.loads(extra)["stage"] for _, _, extra in rows} == {"TESTING"}
     # A crash loop makes one alert a minute, not one per crash.
     crashes = [m for _level, m, _ in rows if "crasher" in m]
