@@ -17,8 +17,7 @@ from pathlib import Path
 import zmq
 
 from appliance import config as config_module
-from appliance import ports
-from appliance.errors import ApplianceError, ConfigError, JournalError
+from appliance.errors import ApplianceError, JournalError
 from appliance.ingest.decoder_pool import DecoderPool
 from appliance.ingest.listeners import DatagramProtocol, StreamProtocol, udp_socket
 from appliance.ingest.rejections import RejectionLog
@@ -183,21 +182,8 @@ class Ingestor:
         self.pub.close()
 
 
-def refuse_taken_port(config: config_module.Config) -> None:
-    """One clear line instead of a traceback when another process (a second instance, most
-    likely) holds the ingest port; exit code 78 lets supervisord mark us FATAL after its
-    retries rather than restart us forever."""
-    listed = ports.instance_ports(config.appliance.bind, config.ingestor.port, 0,
-                                  config.ingestor.udp)
-    taken = ports.taken([entry for entry in listed if entry[0] == "ingest"])
-    if taken:
-        raise ConfigError(f"{taken[0]}; is another instance on this port?", str(config.path),
-                          "ingestor", "port")
-
-
 async def serve(config: config_module.Config) -> None:
-    refuse_taken_port(config)
-    ingestor = Ingestor(config)
+    ingestor = Ingestor(config)  # its port is free: cli.preflight checked it
     await ingestor.pool.start()
     loop = asyncio.get_running_loop()
     stopped = ingestor.stopped

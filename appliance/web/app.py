@@ -16,9 +16,7 @@ import time
 
 import bottle
 
-from appliance import ports
 from appliance.config import Config
-from appliance.errors import ConfigError
 from appliance.neelix.history import AlertHistory
 from appliance.runtime import start_process
 from appliance.store.reader import RecordStore
@@ -121,12 +119,6 @@ def main(argv: list[str] | None = None) -> None:
 
     _args, config = start_process(
         argparse.ArgumentParser(prog="appliance web", description=__doc__), argv)
-    host = config.appliance.bind
-    taken = ports.taken([("web", "127.0.0.1" if host in ("0.0.0.0", "::") else host,
-                          config.web.port, "tcp")])
-    if taken:  # one line, exit 78 (FATAL after supervisord's retries), not a traceback loop
-        raise ConfigError(f"{taken[0]}; is another instance on this port?", str(config.path),
-                          "web", "port")
     db = config.writer.db
     while not db.exists():  # the writer creates it; the web never creates it
         log.info("waiting for the writer to create %s", db)
