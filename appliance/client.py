@@ -38,6 +38,7 @@ import queue
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -56,6 +57,7 @@ BATCH_BYTES = 256 << 10      # frames joined into one send
 RESEND_MAX_BYTES = 16 << 20  # cap of what is kept for resending after a broken connection
 FIRST_RETRY = 0.05           # seconds before the first reconnection attempt
 TICK = 0.2                   # idle check of the connection (and of close())
+WARN_AFTER = 3               # failed connects before a never-connected handler says so
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _HEADER = struct.Struct(">L")
 _FORMATTER = logging.Formatter()
@@ -139,6 +141,10 @@ class ApplianceHandler(logging.Handler):
         self.close_timeout = close_timeout
         self.sent = self.dropped = self.spilled = self.resent = self.connects = 0
         self.last_error: str | None = None
+        # Said once on stderr (never through logging: it would come back here) when the first
+        # warn_after connects fail: a wrong port or stage must not be silent.
+        self.warning: str | None = None
+        self.warn_after = WARN_AFTER
         self._queue: queue.Queue[bytes] = queue.Queue(queue_size)
         self._handed = 0  # records queued or spilled: what flush() waits for
         self._handed_before = 0  # records in spill files a previous run left
@@ -300,6 +306,7 @@ class ApplianceHandler(logging.Handler):
                                                       self.connect_timeout)
             except OSError as error:
                 self._broken(f"connect {self.host}:{self.port}: {error}")
+                self._warn_if_unreachable()
                 return
             self._sock.settimeout(self.send_timeout)
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -413,10 +420,24 @@ class ApplianceHandler(logging.Handler):
                 self._replay, self._replay_rest = None, b""
                 return False
 
+    def _warn_if_unreachable(self) -> None:
+        if self.connects or self.warning or self._failures < self.warn_after:
+            return
+        self.warning = (f"appliance.client: cannot reach the appliance at {self.host}:"
+                        f"{self.port} ({self.last_error}); records are kept and sent once it "
+                        f"answers. Wrong port or stage? (setup(port=…, stage=…), $HERALD_PORT, "
+                        f"$STAGE)")
+        try:
+            sys.stderr.write(self.warning + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):  # no usable stderr (a daemon)
+            pass
+
     def stats(self) -> dict[str, object]:
         return {"sent": self.sent, "dropped": self.dropped, "spilled": self.spilled,
                 "resent_batches": self.resent, "connects": self.connects,
-                "queued": self._queue.qsize(), "last_error": self.last_error}
+                "queued": self._queue.qsize(), "last_error": self.last_error,
+                "warning": self.warning}
 
 
 def _peer_gone(sock: socket.socket) -> bool:
@@ -457,9 +478,15 @@ def setup(system_id: str | None = None, stage: str | None = None, *, name: str |
           user_spec_2: str | None = None, package: str | None = None,
           package_version: str | None = None, env: Mapping[str, str] | None = None,
           **options: object) -> logging.Logger:
-    """A logger (named `name`, default the system id; "" is the root logger) with an
-    ApplianceHandler for the stage's port; `options` go to the handler (spill=, heartbeat=,
-    queue_size=, …). Calling it again for the same logger replaces its handler."""
+    """Send the service's records to the appliance; return a logger named after the system.
+
+    By default the ApplianceHandler goes on the root logger, so every logger of the service
+    (`logging.getLogger("mypkg.db")`, libraries' loggers) reaches the appliance, and the root
+    level becomes `level`. With `name=` it goes on that logger only (and its children), which
+    is then the one returned. `options` go to the handler (spill=, heartbeat=, queue_size=,
+    …); `current_handler()` gives it back (for stats()). Calling setup() again
+    for the same logger replaces its handler."""
+    global _current
     env = os.environ if env is None else env
     fields = record_fields(system_id=system_id, sub_system_id=sub_system_id,
                            sub_sub_system_id=sub_sub_system_id, produkt_id=produkt_id,
@@ -469,12 +496,22 @@ def setup(system_id: str | None = None, stage: str | None = None, *, name: str |
     if port is None:
         port = int(env["HERALD_PORT"]) if env.get("HERALD_PORT") else \
             stage_port(stage or env.get("STAGE") or DEFAULT_STAGE)
-    logger = logging.getLogger(fields.get("SYSTEM_ID", "service") if name is None else name)
-    for old in [h for h in logger.handlers if isinstance(h, ApplianceHandler)]:
-        logger.removeHandler(old)
+    returned = logging.getLogger(fields.get("SYSTEM_ID", "service") if name is None else name)
+    attached = logging.getLogger() if name is None else returned
+    for old in [h for h in attached.handlers if isinstance(h, ApplianceHandler)]:
+        attached.removeHandler(old)
         old.close()
-    options.setdefault("heartbeat_name", logger.name)
+    options.setdefault("heartbeat_name", returned.name)
     handler = ApplianceHandler(host, port, fields=fields, **options)  # type: ignore[arg-type]
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    return logger
+    attached.addHandler(handler)
+    attached.setLevel(level)
+    _current = handler
+    return returned
+
+
+_current: ApplianceHandler | None = None
+
+
+def current_handler() -> ApplianceHandler | None:
+    """The handler the last setup() installed (handler.stats(): sent, dropped, warning, …)."""
+    return _current

@@ -184,9 +184,34 @@ def ingest_host(config: Config) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
 
 
+def example_of(path: Path) -> Path:
+    """conf/appliance.ini → conf/appliance.example.ini: the tracked file a clone starts from."""
+    return path.with_name(f"{path.stem}.example{path.suffix}")
+
+
+def ensure_live(path: str | os.PathLike[str]) -> None:
+    """Create a missing live file (conf/appliance.ini, conf/neelix.ini) from its example on
+    first run. The live files are the operator's and ignored by git, so a `git pull` that
+    changes an example never conflicts with them. Several processes start at once: the first
+    to link its copy in place wins, the others find it there."""
+    path = Path(path)
+    example = example_of(path)
+    if path.exists() or not example.exists():
+        return
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    draft.write_bytes(example.read_bytes())
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+
+
 def load(path: str | os.PathLike[str]) -> Config:
     """Read, validate and resolve one appliance.ini; raise ConfigError naming what is wrong."""
     path = Path(path).resolve()
+    ensure_live(path)
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     parser.optionxform = str  # type: ignore[assignment, method-assign]  # keep the key's case
     try:

@@ -85,12 +85,18 @@ def bind_address(text: str) -> str:
 
 
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+# The names logging itself accepts for these levels (logging.WARN, logging.FATAL): people
+# type them, and `level=WARN` must not be refused where `level=error` works.
+_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 
 def log_level(text: str) -> str:
+    """A level name in any case, WARN and FATAL included → its canonical name ('WARNING')."""
     value = text.strip().upper()
+    value = _ALIASES.get(value, value)
     if value not in _LOG_LEVELS:
-        raise ValueError(f"{text!r} is not a log level ({', '.join(sorted(_LOG_LEVELS))})")
+        raise ValueError(f"{text!r} is not a log level ({', '.join(sorted(_LOG_LEVELS))}, "
+                         "or WARN, FATAL; any case)")
     return value
 
 

@@ -84,7 +84,7 @@ class Instance:
 
     def add_forwarder(self, name: str, **settings: str) -> None:
         """A [forwarder:NAME] section and its supervisord program, as the README says."""
-        from appliance.ops.instance import forwarder_program
+        from appliance.ops.templates import forwarder_program
         lines = "".join(f"{key} = {value}\n" for key, value in settings.items())
         self.ini.write_text(f"{self.ini.read_text()}\n[forwarder:{name}]\n{lines}")
         program = forwarder_program(name, f"{sys.executable} -m appliance",

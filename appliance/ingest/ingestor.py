@@ -183,7 +183,7 @@ class Ingestor:
 
 
 async def serve(config: config_module.Config) -> None:
-    ingestor = Ingestor(config)
+    ingestor = Ingestor(config)  # its port is free: cli.preflight checked it
     await ingestor.pool.start()
     loop = asyncio.get_running_loop()
     stopped = ingestor.stopped

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
+from appliance import ports
 from appliance.config import ingest_host
 from appliance.runtime import start_process
 from appliance.spine.emit import send_record_frame
@@ -63,6 +65,7 @@ class Watch:
 def listen(stdin: BinaryIO, stdout: TextIO, deliver: Callable[[int, str], None],
            watch: Watch) -> None:
     pending: deque[tuple[int, str]] = deque(maxlen=PENDING)
+    last_error = ""
     while True:
         stdout.write("READY\n")
         stdout.flush()
@@ -81,21 +84,39 @@ def listen(stdin: BinaryIO, stdout: TextIO, deliver: Callable[[int, str], None],
             try:
                 deliver(level, message)
             except OSError as error:
-                log.warning("alert kept for later (%d waiting): %s", len(pending), error)
+                if str(error) != last_error:  # TICK_5 retries: say each new reason once
+                    log.warning("alert kept for later (%d waiting): %s", len(pending), error)
+                last_error = str(error)
                 break
             pending.popleft()
+            last_error = ""
         stdout.write("RESULT 2\nOK")
         stdout.flush()
+
+
+def check_own_ingestor(port: int, supervisor_pid: int) -> None:
+    """Raise OSError unless the process listening on `port` is a child of our supervisord.
+    A second instance started on taken ports must not report "ingestor is FATAL" into the
+    first, healthy one that holds them."""
+    held = ports.holders(port, "tcp")
+    if not any(ports.parent_pid(holder.pid) == supervisor_pid for holder in held):
+        by = ", ".join(map(str, held)) or "no process of ours"
+        raise OSError(f"the ingest port {port} is held by {by}, not by this instance's "
+                      f"ingestor")
 
 
 def main(argv: list[str] | None = None) -> None:
     _args, config = start_process(
         argparse.ArgumentParser(prog="appliance events", description=__doc__), argv)
     host, port = ingest_host(config), config.ingestor.port
+    instance, stage = config.appliance.instance, config.stage.name
+    supervisor_pid = os.getppid()  # supervisord runs the listener and the ingestor alike
 
     def deliver(level: int, message: str) -> None:
-        send_record_frame(host, port, EVENTS_LOGGER, level, message,
-                          {"SYSTEM_ID": SYSTEM_ID, "alert_event": "supervisor"},
+        check_own_ingestor(port, supervisor_pid)
+        send_record_frame(host, port, EVENTS_LOGGER, level, f"{instance} ({stage}): {message}",
+                          {"SYSTEM_ID": SYSTEM_ID, "alert_event": "supervisor",
+                           "instance": instance, "stage": stage},
                           timeout=SEND_TIMEOUT)
 
     listen(sys.stdin.buffer, sys.stdout, deliver, Watch())

@@ -12,7 +12,7 @@ from string import Template
 from typing import Any
 
 from appliance.spine.record import COLUMNS, INDEX
-from appliance.times import when_text
+from appliance.times import duration_text, iso_time
 
 EVENTS = ("match", "digest", "down", "reminder", "recovered")
 TEMPLATE_FIELDS: tuple[str, ...] = (*COLUMNS, "event", "source", "key", "system", "count",
@@ -40,18 +40,22 @@ class Notice:
     def summary(self) -> str:
         who = self.system or self.key or "?"
         if self.event == "down":
-            return f"{who} is DOWN: no record for {_span(self.time - (self.since or self.time))}" \
-                   f" (heartbeat {self.source})"
+            silent = duration_text(self.time - (self.since or self.time))
+            return f"{who} is DOWN: no record for {silent} (heartbeat {self.source})"
         if self.event == "reminder":
-            return f"{who} is still DOWN, silent since {when_text(self.since)} " \
+            return f"{who} is still DOWN, silent since {_when(self.since)} " \
                    f"(heartbeat {self.source})"
         if self.event == "recovered":
-            return f"{who} RECOVERED: records again after being down since " \
-                   f"{when_text(self.since)} (heartbeat {self.source})"
+            down = duration_text(self.time - (self.since or self.time))
+            return f"{who} RECOVERED after {down} down (since {_when(self.since)}; " \
+                   f"heartbeat {self.source})"
+        # The old format names its rule after the system: "rule ch2eu matched for ch2eu"
+        # says nothing twice.
+        target = f" for {self.key}" if self.key and self.key != self.source else ""
         if self.event == "digest":
-            return f"{self.suppressed} more matches of rule {self.source} for {self.key} " \
+            return f"{self.suppressed} more matches of rule {self.source}{target} " \
                    f"since the last notice"
-        text = f"rule {self.source} matched for {self.key}"
+        text = f"rule {self.source} matched{target}"
         if self.count > 1:
             text += f" ({self.count} records)"
         if self.suppressed:
@@ -66,7 +70,7 @@ class Notice:
         values.update(event=self.event, source=self.source, key=self.key,
                       system=self.system or "", count=str(self.count),
                       suppressed=str(self.suppressed), summary=self.summary,
-                      since=when_text(self.since) if self.since else "", time=when_text(self.time),
+                      since=_when(self.since) or "", time=_when(self.time) or "",
                       url=url)
         return values
 
@@ -81,12 +85,13 @@ class Notice:
         if template is not None:
             return template.safe_substitute(self.fields(url))
         lines = [self.summary, "", f"event:  {self.event}", f"source: {self.source}",
-                 f"key:    {self.key}", f"time:   {when_text(self.time)}"]
+                 f"key:    {self.key}", f"time:   {_when(self.time)}"]
         if self.suppressed:
             lines.append(f"held back by realert: {self.suppressed} more")
         for name in RECORD_FIELDS:
-            if self.record.get(name) not in (None, ""):
-                lines.append(f"{name}: {self.record[name]}")
+            value = self.record.get(name)
+            if value not in (None, ""):
+                lines.append(f"{name}: {_when(value) if name == 'received' else value}")
         if url:
             lines += ["", url]
         return "\n".join(lines) + "\n"
@@ -108,10 +113,6 @@ def record_summary(values: list) -> dict[str, Any]:
     return {name: values[index] for name, index in _SUMMARY}
 
 
-def _span(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+def _when(epoch: float | None) -> str | None:
+    return iso_time(epoch, "seconds")  # a mail reader needs no milliseconds

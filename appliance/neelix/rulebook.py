@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import converters as c
+from appliance.config import ensure_live
 from appliance.errors import ConfigError
 from appliance.neelix.actions import Action, Defaults, parse_action
 from appliance.neelix.maintenance import Maintenance, parse_maintenance
@@ -38,6 +39,9 @@ class Rule:
     key: tuple[str, ...]
     realert: float
     actions: tuple[str, ...]
+    # The old format's MSG: a regex searched in the message, exc_text and stack_info alike,
+    # because its users wrote `MSG = Traceback` to catch logger.exception() records.
+    anywhere: Any = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class _Reader:
 def load(path: str | Path, defaults: Defaults | None = None) -> RuleBook:
     """Read and check a rules file (an empty file is an empty rule book)."""
     path, defaults = Path(path), defaults or Defaults()
+    ensure_live(path)
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     parser.optionxform = str  # type: ignore[assignment, method-assign]
     try:
@@ -264,9 +269,9 @@ def _legacy(reader: _Reader, system: str, defaults: Defaults, rules: list[Rule],
                              defaults.retry_for)
     if v.get("msg"):
         rules.append(Rule(name=system, patterns=(("system_id", (system,)),), fields=(),
-                          level=None, message=re.compile(re.escape(v["msg"])), traceback=None,
+                          level=None, message=None, traceback=None,
                           threshold=1, window=0.0, key=("system_id",), realert=600.0,
-                          actions=(action,)))
+                          actions=(action,), anywhere=re.compile(re.escape(v["msg"]))))
     if v.get("age"):
         heartbeats.append(Heartbeat(name=system, systems=(system,), patterns=(),
                                     silence=float(v["age"]),

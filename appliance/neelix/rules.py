@@ -35,6 +35,10 @@ def matches(rule: Rule, values: list) -> bool:
         text = "\n".join(v for v in (values[_EXC], values[_STACK]) if v)
         if not rule.traceback.search(text):
             return False
+    if rule.anywhere is not None and not any(
+            rule.anywhere.search(text) for text in (values[_MESSAGE], values[_EXC],
+                                                    values[_STACK]) if text):
+        return False
     if rule.fields:
         extra: dict[str, Any] | None = None
         for name, wanted in rule.fields:

@@ -17,10 +17,11 @@ from appliance import converters as c
 from appliance.config import Config, ingest_host
 from appliance.config import load as load_config
 from appliance.monitor import health
+from appliance.progress import Progress
 from appliance.runtime import command_parser, typed
-from appliance.store.query import QueryError, parse
+from appliance.store.query import Query, QueryError, parse
 from appliance.store.reader import RecordStore
-from appliance.times import when_text
+from appliance.times import when_text, with_iso_times
 
 SHOWN = ("id", "received", "levelname", "system_id", "sub_system_id", "logger", "message")
 
@@ -58,9 +59,18 @@ def _rates(first: health.Snapshot, second: health.Snapshot) -> dict[str, float]:
                                ("matched", "neelix", "matched"))}
 
 
+def addresses(config: Config) -> list[str]:
+    """Where this instance listens, for people: the web URL and the ingest address."""
+    host = ingest_host(config)
+    udp = " and UDP" if config.ingestor.udp else ""
+    return [f"web     http://{host}:{config.web.port}/",
+            f"ingest  {host}:{config.ingestor.port} (TCP{udp}; SocketHandler, appliance.client)"]
+
+
 def render_status(config: Config, snap: health.Snapshot, rates: dict[str, float]) -> str:
     state = "healthy" if snap.healthy else "UNHEALTHY"
     lines = [f"herald {config.appliance.instance} (stage {config.stage.name}): {state}"]
+    lines += addresses(config)
     lines += [f"  ! {problem}" for problem in snap.problems]
     lines.append("programs: " + (", ".join(f"{name} {s}" for name, s in
                                            sorted(snap.programs.items())) or "unknown"))
@@ -126,7 +136,7 @@ def _store(config: Config) -> RecordStore:
 def _print(rows: list[dict], as_json: bool) -> None:
     for row in rows:
         if as_json:
-            print(json.dumps(row, ensure_ascii=False))
+            print(json.dumps(with_iso_times(row), ensure_ascii=False))
         else:
             message = (row["message"] or "").replace("\n", " ")[:160]
             print(f"{row['id']:>9} {when_text(row['received'])[:19]} "
@@ -135,42 +145,60 @@ def _print(rows: list[dict], as_json: bool) -> None:
     sys.stdout.flush()
 
 
+def _checked(store: RecordStore, params: dict[str, str], name: str) -> Query:
+    """The filters as a Query, the search already parsed by SQLite: a mistake ends the
+    command with one line (exit 2), never a traceback."""
+    try:
+        query = parse(params)
+        if query.text:
+            store.check_search(query.text)
+    except QueryError as error:
+        print(f"appliance {name}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return query
+
+
 def query(argv: list[str]) -> None:
     parser = _query_parser("query", "Print the newest records matching the filters.")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    try:
-        rows, _more = _store(config).page(parse(_filters(parser, args.filters)))
-    except QueryError as error:
-        parser.error(str(error))
+    params = _filters(parser, args.filters)
+    store = _store(config)
+    rows, _more = store.page(_checked(store, params, "query"))
     _print(list(reversed(rows)), args.json)
 
 
 def tail(argv: list[str]) -> None:
-    parser = _query_parser("tail", "Print new records as they are stored (Ctrl-C ends).")
+    parser = _query_parser("tail", "Print the last records and then new ones as they are "
+                           "stored, like tail -f (Ctrl-C ends).")
     parser.add_argument("--once", action="store_true", help="print what is there and stop")
+    parser.add_argument("--interval", type=typed(c.duration), default=0.5,
+                        help="how often to look for new records (default 0.5s)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     params = _filters(parser, args.filters)
     store = _store(config)
+    for key in ("order", "after", "before", "limit"):
+        if key in params:  # tail owns the paging: it shows the last records, then newer ones
+            print(f"appliance tail: {key}= is not a tail filter (use appliance query)",
+                  file=sys.stderr)
+            raise SystemExit(2)
+    rows, _more = store.page(_checked(store, {**params, "limit": "20"}, "tail"))
+    _print(list(reversed(rows)), args.json)
+    last = max((row["id"] for row in rows), default=0)
     try:
-        rows, _more = store.page(parse({**params, "limit": "20"}))
-        _print(list(reversed(rows)), args.json)
-        last = max((row["id"] for row in rows), default=0)
         while not args.once:
-            time.sleep(0.5)
-            rows, _more = store.page(parse({**params, "after": str(last), "order": "asc",
-                                            "limit": "1000"}))
+            time.sleep(args.interval)  # polling a read-only SQLite file: nothing to wait on
+            newer = parse({**params, "after": str(last), "order": "oldest", "limit": "1000"})
+            rows, _more = store.page(newer)
             _print(rows, args.json)
             last = max((row["id"] for row in rows), default=last)
-    except QueryError as error:
-        parser.error(str(error))
     except KeyboardInterrupt:
         pass
 
 
 def purge(argv: list[str]) -> None:
-    from appliance.store.purge import purge_older_than
+    from appliance.store.purge import count_older_than, purge_older_than
     parser = command_parser("purge", "Delete records received longer ago than a duration, in small "
                      "transactions (the appliance may run meanwhile).")
     parser.add_argument("--older-than", required=True, type=typed(c.duration),
@@ -179,7 +207,9 @@ def purge(argv: list[str]) -> None:
     config = load_config(args.config)
     _store(config)
     cutoff = time.time() - args.older_than
-    deleted = purge_older_than(config.writer.db, cutoff, config.writer.delete_batch)
+    bar = Progress("purging", count_older_than(config.writer.db, cutoff))
+    deleted = purge_older_than(config.writer.db, cutoff, config.writer.delete_batch, bar.update)
+    bar.finish()
     print(f"deleted {deleted} records received before {when_text(cutoff)}")
 
 

@@ -23,6 +23,7 @@ import peewee as pw
 from appliance.config import load as load_config
 from appliance.errors import ConfigError
 from appliance.ops.legacy_rows import ATTEMPTS, TABLE, Converter, Refused, Unreadable, make_plan
+from appliance.progress import Progress
 from appliance.spine.record import Caps
 from appliance.store.schema import INSERT_SQL, after_insert, database, newest_id, open_database
 
@@ -108,12 +109,14 @@ def run(args: argparse.Namespace) -> None:
           sep="\n", flush=True)
     read = stored = converted = 0
     started = shown = time.monotonic()
+    bar = Progress("importing", total)  # on a terminal; else a line a second on stdout
     try:
         for batch in _batches(source, select, args.batch):
             records = [v for v in map(converter.convert, batch) if v is not None]
             read, converted = read + len(batch), converted + len(records)
             stored += _store(records) if records else 0
-            if time.monotonic() - shown >= 1:
+            bar.update(read)
+            if not bar.shown and time.monotonic() - shown >= 1:
                 shown = time.monotonic()
                 print(f"  {read:,}/{total:,} rows read, {stored:,} records inserted "
                       f"({read / (shown - started):,.0f} rows/s)", flush=True)
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> None:
     except (pw.PeeweeException, sqlite3.Error) as error:
         raise Refused(f"storing into {target} failed after {read:,} rows ({error}); the "
                       f"{stored:,} records inserted stay (a second run skips them)") from None
+    bar.finish()
     _summary(read, converted, stored, time.monotonic() - started, converter, keep)
 
 

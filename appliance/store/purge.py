@@ -5,6 +5,7 @@ the writer's retention and the web's admin purge.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 OLDER_THAN = "SELECT id FROM record WHERE received < ? ORDER BY received LIMIT ?"
@@ -12,9 +13,10 @@ UP_TO_ID = "SELECT id FROM record WHERE id <= ? ORDER BY id LIMIT ?"
 
 
 def delete_in_batches(db: sqlite3.Connection, select_ids: str, bound: float,
-                      batch: int) -> int:
+                      batch: int, progress: Callable[[int], None] | None = None) -> int:
     """Delete the rows `select_ids` (one of the constants above) picks, `batch` at a time,
-    each in its own IMMEDIATE transaction (the FTS index follows through its trigger)."""
+    each in its own IMMEDIATE transaction (the FTS index follows through its trigger);
+    `progress` hears the running count after each."""
     deleted = 0
     while True:
         db.execute("BEGIN IMMEDIATE")
@@ -26,14 +28,27 @@ def delete_in_batches(db: sqlite3.Connection, select_ids: str, bound: float,
             raise
         db.execute("COMMIT")
         deleted += count
+        if progress is not None:
+            progress(deleted)
         if count < batch:
             return deleted
 
 
-def purge_older_than(path: Path, cutoff: float, batch: int) -> int:
-    """The web's admin purge: its own short-lived write connection to the herald DB."""
+def count_older_than(path: Path, cutoff: float) -> int:
+    """How many records a purge at `cutoff` deletes (the received index counts them)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return db.execute("SELECT count(*) FROM record WHERE received < ?",
+                          (cutoff,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def purge_older_than(path: Path, cutoff: float, batch: int,
+                     progress: Callable[[int], None] | None = None) -> int:
+    """The admin purge (web and command line): its own short-lived write connection."""
     db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     try:
-        return delete_in_batches(db, OLDER_THAN, cutoff, batch)
+        return delete_in_batches(db, OLDER_THAN, cutoff, batch, progress)
     finally:
         db.close()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from appliance.converters import level_number
 from appliance.errors import ApplianceError
 from appliance.spine.record import FILTER_FIELDS
 
@@ -79,9 +80,13 @@ def _search(text: str | None) -> str | None:
 
 
 def _level(text: str) -> int:
-    if text.upper() in LEVELS:
-        return LEVELS[text.upper()]
-    return _bounded_int(text, "level", 0, 100)
+    """A level name as the config takes it (error, WARN, Warning, …) or a number 0-100."""
+    if text.isdigit():
+        return _bounded_int(text, "level", 0, 100)
+    try:
+        return level_number(text)
+    except ValueError as error:
+        raise QueryError(f"level: {error}") from None
 
 
 def _bounded_int(text: str, name: str, low: int, high: int) -> int:

@@ -81,6 +81,11 @@ class RecordStore:
         rows = self.rows("SELECT * FROM record WHERE id = ?", (record_id,))
         return rows[0] if rows else None
 
+    def record_id(self, origin: str, seq: int) -> int | None:
+        """The id of the record an appliance accepted as (origin, seq): links in notices."""
+        rows = self.rows("SELECT id FROM record WHERE origin = ? AND seq = ?", (origin, seq))
+        return rows[0]["id"] if rows else None
+
     def around(self, record: dict) -> tuple[list[dict], list[dict]]:
         same = "system_id IS ?"
         before = self.rows(f"SELECT * FROM record WHERE {same} AND id < ? "  # noqa: S608

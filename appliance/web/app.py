@@ -51,6 +51,7 @@ def make_app(site: Site, config: Config | None = None) -> bottle.Bottle:
     routes = [
         ("GET", "/", records.table),
         ("GET", "/record/<record_id:int>", records.detail),
+        ("GET", "/record/<origin>/<seq:int>", records.by_seq),
         ("GET", "/systems", overview.systems_page),
         ("GET", "/alerts", overview.alerts_page),
         ("GET", "/api/records", records.api_page),
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     access = Access(config.web, config.appliance.var_dir / "web.secret", config.appliance.bind)
     site = Site(RecordStore(db), AlertHistory(config.neelix.state), access,
                 purge=lambda cutoff: purge_older_than(db, cutoff, config.writer.delete_batch),
-                var_dir=config.appliance.var_dir)
+                var_dir=config.appliance.var_dir, stage=config.stage.name,
+                instance=config.appliance.instance)
     app = make_app(site, config)
     log.info("herald web on http://%s:%d/ reading %s and %s (login %s)",
              config.appliance.bind, config.web.port, db, config.neelix.state,

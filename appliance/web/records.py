@@ -40,6 +40,14 @@ class RecordViews:
         return self.site.render("record", record=record, extra=pretty_extra(record["extra"]),
                                 path=record_path(record["hops"]), newer=newer, older=older)
 
+    def by_seq(self, origin: str, seq: int) -> None:
+        """/record/ORIGIN/SEQ, the link in neelix's notices: on to the record's page."""
+        record_id = self.site.store.record_id(origin, seq) if seq <= MAX_ID else None
+        if record_id is None:
+            raise bottle.HTTPError(404, f"no record {seq} of {origin} (yet: the writer may "
+                                   "be behind; reload in a moment)")
+        bottle.redirect(f"/record/{record_id}", 303)
+
     # API ------------------------------------------------------------------------------
     def api_page(self) -> dict:
         query = self.site.checked(request_params())

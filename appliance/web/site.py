@@ -30,12 +30,15 @@ class Site:
     access: Access
     purge: Callable[[float], int] | None = None
     var_dir: Path | None = None  # where the forwarders' stats files are (var/run)
+    stage: str = ""     # shown on every page, so a DEVELOPMENT tab never passes for PRODUCTION
+    instance: str = ""
 
     def render(self, name: str, **values: object) -> str:
         return bottle.template(name, template_lookup=TEMPLATES, levels=LEVELS,
                                fields=EQUALITY_FIELDS, fmt_time=fmt_time, urlencode=urlencode,
                                user=bottle.request.environ.get("herald.user"),
-                               csrf=self.access.csrf(), **values)
+                               csrf=self.access.csrf(), stage=self.stage,
+                               instance=self.instance, **values)
 
     def checked(self, params: dict[str, str]) -> Query:
         """Parameters → a query, or 400; the search's syntax is checked here, once."""

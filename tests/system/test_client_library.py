@@ -403,3 +403,44 @@ def test_service_keeps_every_record_through_an_ingestor_restart(instance, tmp_pa
         assert report["spilled"] > 0, report
     assert report["max_ms"] < MAX_CALL_MS, report
     assert report["p99_ms"] < P99_CALL_MS, report
+
+
+def test_setup_sends_every_logger_of_the_service(instance):
+    """The default setup() hangs on the root logger: a module's own logger arrives too."""
+    inst = instance().start()
+    marker = uuid.uuid4().hex
+    script = (
+        "import logging, appliance.client\n"
+        f"log = appliance.client.setup('svc-{marker[:8]}', port={inst.port}, env={{}})\n"
+        f"logging.getLogger('mypkg.db').warning('pool exhausted {marker}')\n"
+        f"log.info('own logger {marker}')\n"
+        "assert appliance.client.current_handler().flush(30)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=PACKAGE_ROOT)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    inst.wait_count(2, "message LIKE ?", (f"%{marker}",))
+    rows = dict(inst.query("SELECT logger, system_id FROM record WHERE message LIKE ?",
+                           (f"%{marker}",)))
+    assert rows == {"mypkg.db": f"svc-{marker[:8]}", f"svc-{marker[:8]}": f"svc-{marker[:8]}"}
+
+
+def test_a_wrong_port_is_said_once_on_stderr_and_in_stats():
+    nobody = free_port()  # nothing listens there
+    script = (
+        "import json, logging, time, appliance.client\n"
+        f"log = appliance.client.setup('lost', port={nobody}, env={{}})\n"
+        "for n in range(20): log.warning('lost %d', n)\n"
+        "handler = appliance.client.current_handler()\n"
+        "deadline = time.monotonic() + 20\n"
+        "while handler.connects == 0 and handler._failures < 6 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "print(json.dumps(handler.stats()))\n"
+        "handler.close_timeout = 0.1\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=PACKAGE_ROOT)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    warned = [line for line in done.stderr.splitlines() if "cannot reach" in line]
+    assert len(warned) == 1 and f"127.0.0.1:{nobody}" in warned[0], done.stderr
+    assert "Wrong port or stage?" in warned[0]
+    assert stats["warning"] == warned[0] and stats["sent"] == 0 and stats["connects"] == 0

@@ -53,3 +53,6 @@ def test_metrics_parse_with_the_prometheus_parser(instance):
                            "--interval", "200ms"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ": healthy" in done.stdout and "writer RUNNING" in done.stdout
+    assert "(stage TESTING)" in done.stdout  # which instance, and where it listens
+    assert f"web     http://127.0.0.1:{inst.web_port}/" in done.stdout
+    assert f"ingest  127.0.0.1:{inst.port} (TCP and UDP" in done.stdout

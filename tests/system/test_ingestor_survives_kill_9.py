@@ -57,7 +57,8 @@ def test_ingestor_killed_mid_flood_keeps_every_accepted_record(instance):
     assert len(stored) == len(set(stored)), "a record was stored twice"
     assert sorted(stored) == sorted(accepted)
     assert inst.query("SELECT count(DISTINCT seq) FROM record") == [(inst.count(),)]
-    inst.wait_count(1, "system_id = 'herald' AND message LIKE 'ingestor exited%'", timeout=30)
+    inst.wait_count(1, "system_id = 'herald' AND message LIKE '% (TESTING): ingestor exited%'",
+                    timeout=30)
     assert inst.count("system_id = 'after'") == 1000
     for n in range(2):
         after_restart = inst.count("system_id = ? AND received > ?", (f"steady{n}", restarted))

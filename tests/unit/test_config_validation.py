@@ -2,13 +2,16 @@
 stage table gives the defaults; `appliance init` writes what `load` accepts; the repo's own
 instance files are the templates rendered, with no drift."""
 
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from appliance import config, converters
 from appliance.errors import ConfigError
-from appliance.ops import instance
+from appliance.ops import instance, templates
 from appliance.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,29 +127,43 @@ def test_converters():
 
 def test_init_writes_a_config_that_load_accepts(tmp_path):
     conf = instance.init(tmp_path / "inst", STAGES["TESTING"], ingest_port=19010,
-                         web_port=19011)
+                         web_port=19011, check_ports=False)
     loaded = config.load(tmp_path / "inst" / "conf" / "appliance.ini")
     assert (loaded.stage.name, loaded.ingestor.port, loaded.web.port) == \
         ("TESTING", 19010, 19011)
     assert loaded.appliance.var_dir == (tmp_path / "inst" / "var").resolve()
     assert (tmp_path / "inst" / "var" / "run").is_dir()
     assert "conf/appliance.ini" in conf.read_text() and "[unix_http_server]" in conf.read_text()
-    instance.init(tmp_path / "plain", STAGES["PRODUCTION"])
+    instance.init(tmp_path / "plain", STAGES["PRODUCTION"], check_ports=False)
     loaded = config.load(tmp_path / "plain" / "conf" / "appliance.ini")
     assert (loaded.ingestor.port, loaded.web.port) == (9024, 9025)
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path):
-    instance.init(tmp_path / "inst", STAGES["TESTING"], ingest_port=19010)
+    instance.init(tmp_path / "inst", STAGES["TESTING"], ingest_port=19010, check_ports=False)
     ini = tmp_path / "inst" / "conf" / "appliance.ini"
     neelix = tmp_path / "inst" / "conf" / "neelix.ini"
     neelix.write_text("[mine]\nMSG = kept\n")
     with pytest.raises(ConfigError, match="already exists"):
-        instance.init(tmp_path / "inst", STAGES["PRODUCTION"])
+        instance.init(tmp_path / "inst", STAGES["PRODUCTION"], check_ports=False)
     assert config.load(ini).ingestor.port == 19010
-    instance.init(tmp_path / "inst", STAGES["PRODUCTION"], force=True)
+    instance.init(tmp_path / "inst", STAGES["PRODUCTION"], force=True, check_ports=False)
     assert config.load(ini).ingestor.port == 9024
     assert neelix.read_text() == "[mine]\nMSG = kept\n"  # the rules are the operator's
+
+
+def test_init_refuses_ports_another_process_holds(tmp_path):
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            instance.init(tmp_path / "second", STAGES["TESTING"], ingest_port=port - 1 or 2,
+                          web_port=port)
+    message = str(caught.value)
+    assert f"web port 127.0.0.1:{port}" in message and f"pid {os.getpid()}" in message
+    assert "--web-port" in message and not (tmp_path / "second").exists()
 
 
 def test_init_refuses_an_instance_whose_socket_path_is_too_long(tmp_path):
@@ -155,23 +172,24 @@ def test_init_refuses_an_instance_whose_socket_path_is_too_long(tmp_path):
     assert room > 2
     fits, too_long = tmp_path / ("a" * room), tmp_path / ("b" * (room + 1))
     assert len(str(fits) + sock) == 107
-    instance.init(fits, STAGES["TESTING"])
+    instance.init(fits, STAGES["TESTING"], check_ports=False)
     with pytest.raises(ConfigError) as caught:
-        instance.init(too_long, STAGES["TESTING"])
+        instance.init(too_long, STAGES["TESTING"], check_ports=False)
     assert "too long" in str(caught.value) and "107" in str(caught.value)
     assert str(too_long) in str(caught.value)
     assert not too_long.exists()
 
 
 def test_committed_supervisord_conf_is_the_rendered_template():
-    rendered = instance.render_supervisord(STAGES["DEVELOPMENT"], instance.IN_PLACE_COMMAND,
-                                           "%(here)s", "supervisord.conf")
-    assert (REPO / "supervisord.conf").read_text(encoding="utf-8") == rendered
+    assert (REPO / "supervisord.conf").read_text(encoding="utf-8") == \
+        templates.render_in_place()
 
 
 def test_committed_appliance_ini_is_the_rendered_template():
-    rendered = instance.render_appliance_ini(STAGES["DEVELOPMENT"], None, None)
-    assert (REPO / "conf" / "appliance.ini").read_text(encoding="utf-8") == rendered
+    rendered = templates.render_appliance_ini(STAGES["DEVELOPMENT"], None, None)
+    assert (REPO / "conf" / "appliance.example.ini").read_text(encoding="utf-8") == rendered
+    assert (REPO / "conf" / "neelix.example.ini").read_text(encoding="utf-8") == \
+        templates.NEELIX_INI
 
 
 @pytest.mark.parametrize(("text", "section", "key", "message"), [
@@ -188,3 +206,24 @@ def test_settings_that_would_misbehave_are_refused(tmp_path, text, section, key,
         config.load(path)
     assert message in str(caught.value)
     assert (caught.value.section, caught.value.key) == (section, key)
+
+
+def test_the_live_files_are_made_from_the_examples_once(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "appliance.example.ini").write_text("[appliance]\nstage = INTEGRATION\n")
+    assert config.load(conf / "appliance.ini").stage.name == "INTEGRATION"
+    live = conf / "appliance.ini"
+    assert live.read_text() == "[appliance]\nstage = INTEGRATION\n"
+    live.write_text("[appliance]\nstage = PRODUCTION\n")  # the operator's from now on
+    (conf / "appliance.example.ini").write_text("[appliance]\nstage = TESTING\n")  # git pull
+    assert config.load(live).stage.name == "PRODUCTION"
+    assert sorted(p.name for p in conf.iterdir()) == ["appliance.example.ini", "appliance.ini"]
+
+
+def test_the_clones_examples_are_what_a_first_run_starts_from():
+    assert not (REPO / "conf" / "appliance.ini").exists() or \
+        "conf/appliance.ini" in (REPO / ".gitignore").read_text()
+    tracked = subprocess.run(["git", "ls-files", "conf"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked == ["conf/appliance.example.ini", "conf/neelix.example.ini"]

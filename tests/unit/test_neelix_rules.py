@@ -565,7 +565,7 @@ def test_listed_system_never_seen_goes_down_counted_from_start(tmp_path):
     [down] = beats.check(T0 + DUE, loud)
     assert (down.event, down.source, down.system, down.key) == ("down", "h", "a", "a")
     assert (down.time, down.since) == (T0 + DUE, T0)
-    assert "a is DOWN: no record for 1h 05m" in down.summary
+    assert "a is DOWN: no record for 1h 5m" in down.summary
 
 
 def test_one_down_then_reminders_then_one_recovered(tmp_path):
@@ -715,7 +715,7 @@ def test_template_fields_are_filled(tmp_path):
     subject = notice.subject(mail.actions["m"].options["subject"], url="http://web")
     assert subject == "match/errors/ch2eu/2/3/ERROR/http://web"
     body = notice.body(mail.actions["m"].options["body"])
-    assert body == f"{notice.summary}\n2026-03-02 12:00:00 UTC\nsince: x"
+    assert body == f"{notice.summary}\n2026-03-02T12:00:00+00:00\nsince: x"
 
 
 def test_default_body_lists_the_record(tmp_path):
@@ -748,7 +748,7 @@ def appliance(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def instance_dir(tmp_path):
-    made = appliance("init", str(tmp_path / "inst"), "--stage", "TESTING")
+    made = appliance("init", str(tmp_path / "inst"), "--stage", "TESTING", "--ports-in-use")
     assert made.returncode == 0, made.stderr
     return tmp_path / "inst"
 

@@ -187,8 +187,8 @@ def test_normalize_never_raises_on_decodable_data(frame):
 
 def test_decimal_args_do_not_stall_formatting():
     frame = pickle.dumps({"msg": "%d", "args": (decimal.Decimal("1e10000000"),)}, protocol=1)
-    script = ("import sys; from appliance.record import normalize, Caps; "
-              "from appliance.codec import decode_frame; "
+    script = ("import sys; from appliance.spine.record import normalize, Caps; "
+              "from appliance.spine.codec import decode_frame; "
               "normalize(decode_frame(sys.stdin.buffer.read()), None, 0.0, Caps())")
     subprocess.run([sys.executable, "-c", script], input=frame, timeout=5, check=True)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from appliance.neelix.notice import Notice
 
@@ -45,10 +45,16 @@ class Transport:
 
 
 def link(notice: Notice, context: Context) -> str:
+    """The record that made the notice (its detail page, found by origin and seq: neelix
+    sees a record before the writer gives it an id); for a heartbeat, the system's records."""
     if not context.url:
         return ""
+    base = context.url.rstrip("/")
+    origin, seq = notice.record.get("origin"), notice.record.get("seq")
+    if origin and seq is not None:
+        return f"{base}/record/{quote(str(origin), safe='')}/{int(seq)}"
     query = {"system_id": notice.system} if notice.system else {}
-    return f"{context.url.rstrip('/')}/?{urlencode(query)}" if query else context.url
+    return f"{base}/?{urlencode(query)}" if query else context.url
 
 
 def safe(text: str) -> str:

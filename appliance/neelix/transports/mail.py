@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import smtplib
 import ssl
@@ -44,8 +45,16 @@ def send(o: dict[str, Any], notice: Notice, alert_id: int, context: Context) -> 
     message["To"] = ", ".join(o["to"])
     message["Date"] = formatdate(localtime=False)
     # The same id on a retry lets mail clients fold a rare duplicate (sent, then killed
-    # before the outbox row said so).
-    message["Message-ID"] = f"<herald-alert-{alert_id}.{safe(context.instance)}@herald>"
+    # before the outbox row said so). A DOWN's id comes from its incident, so the RECOVERED
+    # that ends it can answer it and mail clients show the two as one thread.
+    if notice.event == "down":
+        message["Message-ID"] = incident_id(notice, notice.time, o["to"], context)
+    else:
+        message["Message-ID"] = f"<herald-alert-{alert_id}.{safe(context.instance)}@herald>"
+    if notice.event == "recovered" and notice.since is not None:
+        down = incident_id(notice, notice.since, o["to"], context)
+        message["In-Reply-To"] = down
+        message["References"] = down
     message.set_content(notice.body(o.get("body"), url))
     timeout = o.get("timeout", 10.0)
     security = o.get("security", "none")
@@ -71,6 +80,14 @@ def send(o: dict[str, Any], notice: Notice, alert_id: int, context: Context) -> 
             from None
     except (smtplib.SMTPException, OSError) as error:
         raise TransportError(f"SMTP {o['host']}:{o['port']}: {error}") from None
+
+
+def incident_id(notice: Notice, down_since: float, to: list[str], context: Context) -> str:
+    """The Message-ID of the DOWN mail of one incident (heartbeat, system, the moment it went
+    down) to these recipients: the DOWN has it, its RECOVERED refers to it."""
+    key = "\0".join((notice.source, notice.system or notice.key, f"{down_since:.3f}", *to))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return f"<herald-down-{digest}.{safe(context.instance)}@herald>"
 
 
 def _password(options: dict) -> str:

@@ -2,12 +2,13 @@
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>{{title}} · herald</title>
+<title>{{title}} · herald {{stage}} · {{instance}}</title>
 <link rel="stylesheet" href="/static/app.css">
 </head>
 <body>
 <header>
   <a href="/" class="brand">herald</a>
+  <span class="identity stage-{{stage.lower()}}" title="stage and instance of this appliance">{{stage}} · {{instance}}</span>
   <nav class="top"><a href="/">records</a> <a href="/systems">systems</a> <a href="/alerts">alerts</a>
 % if user is not None and user.admin:
   <a href="/admin">admin</a>
