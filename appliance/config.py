@@ -19,6 +19,7 @@ from typing import Any
 from appliance import converters as c
 from appliance.errors import ConfigError
 from appliance.stages import Stage, stage_named
+from appliance.store import url as store_url
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("journal", "fsync", c.boolean, "true", "fsync each batch (survives power loss, not just "
       "a process kill)"),
 
-    S("writer", "db", c.text, "{var}/herald.sqlite", "SQLite database file"),
+    S("writer", "db", c.text, "{var}/herald.sqlite", "SQLite database file (older setting: "
+      "`[store] url = sqlite:///PATH` says the same; give one of them)"),
     S("writer", "batch_records", c.positive_int, "2000", "rows per transaction at most"),
     S("writer", "batch_delay", c.duration, "200ms", "longest a record waits for its transaction"),
     S("writer", "keep", c.duration, "30d", "delete records received longer ago (0 = never)"),
@@ -89,6 +91,22 @@ SETTINGS: tuple[Setting, ...] = (
       "how often retention runs"),
     S("writer", "delete_batch", c.positive_int, "2000",
       "rows deleted per retention transaction, so readers never stall"),
+
+    # The store every process that touches records shares (docs/scaling.md). A block of its
+    # own so the engine choice reads in one place.
+    S("store", "url", c.text, "", "sqlite:///PATH (default: [writer] db) or postgresql://USER@"
+      "HOST:PORT/DB?sslmode=verify-full&… (libpq options pass through); neelix's state goes "
+      "there too when it is PostgreSQL", derived=True),
+    S("store", "password_env", c.text, "", "environment variable holding the PostgreSQL "
+      "password (never the password in this file)"),
+    S("store", "password_file", c.text, "", "file holding the PostgreSQL password (relative "
+      "to this file's folder)"),
+    S("store", "admin_url", c.text, "", "connection for purges and retention (a role that may "
+      "delete) when url's role is a read-only viewer; default: url", derived=True),
+    S("store", "admin_password_env", c.text, "", "admin_url's password variable (default: "
+      "password_env)"),
+    S("store", "admin_password_file", c.text, "", "admin_url's password file (default: "
+      "password_file)"),
 
     S("neelix", "rules", c.text, "neelix.ini", "rules file: rules, heartbeats, actions, "
       "maintenance windows (and the old [SYSTEM_ID] MAIL_TO/MSG/AGE format)"),
@@ -162,6 +180,11 @@ SETTINGS: tuple[Setting, ...] = (
     S("web", "tokens", c.credentials, "", "API tokens as name:role:sha256-hex-of-token "
       "(`appliance passwd` prints a fresh token and its line with --token)"),
     S("web", "session", c.at_least(c.duration, 60.0, "1m"), "12h", "how long a login lasts"),
+    S("web", "secret_file", c.text, "", "file with the key that signs sessions and CSRF "
+      "tokens; give every web process of one store the same (default: var/web.secret, made "
+      "on first start)"),
+    S("web", "secret_env", c.text, "", "environment variable holding that key instead (at "
+      "least 32 characters)"),
     S("web", "hosts", c.word_list, "", "host names the viewer answers to (Host header); "
       "default: loopback names when bound to loopback, else any"),
 )
@@ -267,6 +290,7 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
                           str(path), "web", "port")
     if values["web"]["login"] and not values["web"]["users"]:
         raise ConfigError("login is on but no users are configured", str(path), "web", "users")
+    _resolve_store(values, base, str(path))
     _resolve_relay(values["relay"], base, str(path))
     forwarders = {section.partition(":")[2]: SimpleNamespace(**_resolve_forwarder(
         values.pop(section), section, stage, values, base, str(path)))
@@ -283,6 +307,39 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
     config = Config(**{name: SimpleNamespace(**section) for name, section in values.items()})
     config.path, config.stage, config.forwarders = path, stage, forwarders
     return config
+
+
+def _resolve_store(values: dict[str, dict[str, Any]], base: Path, path: str) -> None:
+    """[store] url (or the older [writer] db) → a StoreUrl; the admin connection likewise."""
+    store, writer = values["store"], values["writer"]
+    default_db = (base / _BY_KEY[("writer", "db")].default.replace(
+        "{var}", str(values["appliance"]["var_dir"]))).resolve()
+    if store["url"] and writer["db"] != default_db:
+        raise ConfigError("[writer] db and [store] url both name the store; keep [store] url",
+                          path, "writer", "db")
+    text = store["url"] or f"sqlite:///{writer['db']}"
+    text = text.replace("{var}", str(values["appliance"]["var_dir"]))
+    try:
+        store["url"] = store_url.parse(text, base, store["password_env"],
+                                       store["password_file"])
+    except ValueError as error:
+        raise ConfigError(str(error), path, "store", "url") from None
+    try:
+        store["admin_url"] = store_url.parse(
+            store["admin_url"].replace("{var}", str(values["appliance"]["var_dir"])), base,
+            store["admin_password_env"] or store["password_env"],
+            store["admin_password_file"] or store["password_file"]) \
+            if store["admin_url"] else store["url"]
+    except ValueError as error:
+        raise ConfigError(str(error), path, "store", "admin_url") from None
+    if store["admin_url"].engine != store["url"].engine:
+        raise ConfigError("admin_url must be of the same engine as url", path, "store",
+                          "admin_url")
+    # the old key keeps meaning the SQLite file (None on PostgreSQL)
+    writer["db"] = store["url"].path
+    for key in ("secret_file",):
+        if values["web"][key]:
+            values["web"][key] = (base / values["web"][key]).resolve()
 
 
 def _resolve_relay(relay: dict[str, Any], base: Path, path: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from appliance.config import Config
 from appliance.spine import retention
 from appliance.spine.stats import read_all
+from appliance.store.engine import open_store
 
 RPC_TIMEOUT = 5.0
 
@@ -79,16 +80,6 @@ def lags(journal_dir: Path, head: int) -> dict[str, int]:
             for name, seq in sorted(retention.read_cursors(journal_dir).items())}
 
 
-def _size(*paths: Path) -> int:
-    total = 0
-    for path in paths:
-        try:
-            total += path.stat().st_size
-        except OSError:
-            pass
-    return total
-
-
 _latest: tuple[float, Snapshot | None] = (0.0, None)
 _taking = threading.Lock()
 
@@ -115,12 +106,11 @@ def snapshot(config: Config) -> Snapshot:
     stats = {name: counters for name, counters in
              read_all(config.appliance.var_dir).items() if counters is not None}
     head = int(stats.get("ingestor", {}).get("next_seq", 1)) - 1
-    db = Path(config.writer.db)
     snap = Snapshot(
         time=now, programs=states, supervisor_error=error, stats=stats,
         lag=lags(config.journal.dir, head),
         journal_bytes=int(stats.get("ingestor", {}).get("journal_bytes", 0)),
-        db_bytes=_size(db, db.with_name(db.name + "-wal")),
+        db_bytes=open_store(config.store.url).size_bytes() or 0,
         disk_free=shutil.disk_usage(config.appliance.var_dir).free)
     snap.problems = problems(snap, config)
     return snap

@@ -15,6 +15,7 @@ from pathlib import Path
 from appliance.config import FORWARDER, SECTIONS, SETTINGS
 from appliance.errors import ConfigError
 from appliance.stages import Stage, stage_named
+from appliance.store import url as store_url
 
 IN_PLACE_COMMAND = "python3 -m appliance"
 UNIX_PATH_MAX = 107
@@ -162,9 +163,13 @@ def render_supervisord(stage: Stage, command: str, pythonpath: str, conf_hint: s
         f"{example}\n{TUNNEL_EXAMPLE}")
 
 
-def render_appliance_ini(stage: Stage, ingest_port: int | None, web_port: int | None) -> str:
-    """Every setting with its help; the stage and chosen ports set, the rest commented."""
+def render_appliance_ini(stage: Stage, ingest_port: int | None, web_port: int | None,
+                         store: str | None = None) -> str:
+    """Every setting with its help; the stage, chosen ports and store set, the rest
+    commented."""
     chosen = {("appliance", "stage"): stage.name}
+    if store:
+        chosen[("store", "url")] = store
     if ingest_port:
         chosen[("ingestor", "port")] = str(ingest_port)
     if web_port:
@@ -259,7 +264,7 @@ NEELIX_INI = """\
 
 
 def init(directory: Path, stage: Stage, ingest_port: int | None = None,
-         web_port: int | None = None, force: bool = False) -> Path:
+         web_port: int | None = None, force: bool = False, store: str | None = None) -> Path:
     """Write an instance into `directory`; return its supervisord.conf."""
     directory = Path(directory).resolve()
     ini = directory / "conf" / "appliance.ini"
@@ -276,7 +281,8 @@ def init(directory: Path, stage: Stage, ingest_port: int | None = None,
                           str(ini))
     for sub in ("conf", "var/run", "var/log"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
-    ini.write_text(render_appliance_ini(stage, ingest_port, web_port), encoding="utf-8")
+    ini.write_text(render_appliance_ini(stage, ingest_port, web_port, store),
+                   encoding="utf-8")
     neelix = directory / "conf" / "neelix.ini"
     if not neelix.exists():
         neelix.write_text(NEELIX_INI, encoding="utf-8")
@@ -297,8 +303,17 @@ def init_main(argv: list[str]) -> None:
     parser.add_argument("--ingest-port", type=int, help="instead of the stage's ingest port")
     parser.add_argument("--web-port", type=int, help="instead of the stage's web port")
     parser.add_argument("--force", action="store_true", help="overwrite an existing instance")
+    parser.add_argument("--store", help="[store] url, e.g. postgresql://herald@db:5432/herald "
+                        "(default: SQLite under var/); the password goes in password_env or "
+                        "password_file")
     args = parser.parse_args(argv)
-    conf = init(args.directory, args.stage, args.ingest_port, args.web_port, args.force)
+    if args.store:
+        try:
+            store_url.parse(args.store, args.directory / "conf")
+        except ValueError as error:
+            parser.error(f"--store: {error}")
+    conf = init(args.directory, args.stage, args.ingest_port, args.web_port, args.force,
+                args.store)
     print(f"wrote {conf.parent} (stage {args.stage.name}); start it with:\n"
           f"  supervisord -c {conf}\n  supervisorctl -c {conf} status")
 

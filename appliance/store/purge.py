@@ -1,11 +1,10 @@
-"""Deleting old records in short batches, so readers and writers never wait long: used by
-the writer's retention and the web's admin purge.
+"""Deleting old SQLite records in short batches, so readers and writers never wait long: used
+by the SQLite engine's retention and admin purge (PostgreSQL's are in postgres_engine.py).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 OLDER_THAN = "SELECT id FROM record WHERE received < ? ORDER BY received LIMIT ?"
 UP_TO_ID = "SELECT id FROM record WHERE id <= ? ORDER BY id LIMIT ?"
@@ -28,12 +27,3 @@ def delete_in_batches(db: sqlite3.Connection, select_ids: str, bound: float,
         deleted += count
         if count < batch:
             return deleted
-
-
-def purge_older_than(path: Path, cutoff: float, batch: int) -> int:
-    """The web's admin purge: its own short-lived write connection to the herald DB."""
-    db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    try:
-        return delete_in_batches(db, OLDER_THAN, cutoff, batch)
-    finally:
-        db.close()
