@@ -7,6 +7,7 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -110,6 +111,19 @@ class Instance:
                 .replace("numprocs=1\n", f"numprocs={count}\n")
                 .replace("--shard %(process_num)d/1", f"--shard %(process_num)d/{count}"))
         self.conf.write_text(f"{head}[program:{program}]\n{body}{sep}{tail}")
+
+    def only(self, keep: tuple[str, ...], shard: tuple[int, int] | None = None) -> None:
+        """Run only the programs in `keep` (the others do not autostart); with `shard`
+        (K, N) the writer is shard K of N: one of several writer hosts on one store."""
+        text = self.conf.read_text()
+        for name in re.findall(r"^\[program:([\w-]+)\]$", text, re.MULTILINE):
+            if name not in keep:
+                text = text.replace(f"[program:{name}]\n",
+                                    f"[program:{name}]\nautostart=false\n")
+        if shard:
+            ini = "writer -c %(here)s/conf/appliance.ini --shard"
+            text = text.replace(f"{ini} %(process_num)d/1", f"{ini} {shard[0]}/{shard[1]}")
+        self.conf.write_text(text)
 
     # supervisord -----------------------------------------------------------------------
     def start(self, wait_programs: tuple[str, ...] = ("ingestor", "writer")) -> Instance:

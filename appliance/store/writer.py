@@ -84,9 +84,7 @@ class DatabaseSink:
                 if self.should_stop():
                     raise StoreFailed(f"stopping with {what} not stored: {error}") from error
                 delay = min(2 ** min(attempt - 1, 5), 30)
-                # the first line says what and where; repeats only count (one per minute)
-                if attempt == 1 or delay >= 30:
-                    log.error("%s: the store %s cannot store %s (%s); the journal keeps the "
+                log.error("%s: the store %s cannot store %s (%s); the journal keeps the "
                               "records, retrying in %ds (attempt %d)", self.name,
                               self.engine.url.display, what, _one_line(error), delay, attempt)
                 _sleep(delay, self.should_stop)

@@ -4,7 +4,7 @@ it; after the drain the DB holds exactly the records sent, none twice."""
 from appliance.harness.instance import finish, start_client
 
 
-def test_writer_killed_twice_mid_flood_loses_and_duplicates_nothing(instance):
+def test_writer_killed_twice_mid_flood_loses_and_duplicates_nothing(instance, store):
     inst = instance().start()
     inst.wait_ready()
     clients = [start_client(inst.port, 25000, f"flood{n}") for n in range(4)]
