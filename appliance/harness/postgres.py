@@ -133,7 +133,7 @@ def query(url: str, statement: str, params: tuple = (), schema: str | None = Non
         if schema:
             db.execute(f"SET search_path = {schema}")
         try:
-            return db.execute(statement.replace("%", "%%").replace("?", "%s"),
-                              params).fetchall()
+            cursor = db.execute(statement.replace("%", "%%").replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             return []

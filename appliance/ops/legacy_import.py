@@ -24,7 +24,8 @@ from appliance.config import load as load_config
 from appliance.errors import ConfigError
 from appliance.ops.legacy_rows import ATTEMPTS, TABLE, Converter, Refused, Unreadable, make_plan
 from appliance.spine.record import Caps
-from appliance.store.schema import INSERT_SQL, after_insert, database, newest_id, open_database
+from appliance.store.engine import Engine, open_store
+from appliance.store.url import SQLITE, StoreUnavailable, StoreUrl
 
 
 def _zone(name: str) -> datetime.tzinfo:
@@ -75,18 +76,16 @@ def main(argv: list[str]) -> None:
         print("appliance import-legacy: interrupted; the records inserted so far stay (a "
               "second run skips them)", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
-    finally:
-        if not database.is_closed():
-            database.close()
 
 
 def run(args: argparse.Namespace) -> None:
     config = None
     if args.db is None or args.config is not None:
         config = load_config(args.config or "conf/appliance.ini")
-    target = Path(args.db or config.writer.db)
+    url = StoreUrl(SQLITE, path=args.db.resolve()) if args.db else config.store.url
     source, names, total = _open_old(args.old)
-    if target.exists() and target.resolve() == args.old.resolve():
+    target = url.path or url.display
+    if url.path and url.path.exists() and url.path == args.old.resolve():
         raise Refused(f"{args.old} is the target herald DB itself")
     plan = make_plan(names)
     order = f'"{names[plan.seq]}"' if plan.seq is not None else "rowid"
@@ -99,9 +98,10 @@ def run(args: argparse.Namespace) -> None:
     origin = args.origin or f"legacy:{args.old.stem}"
     converter = Converter(plan, origin, args.timezone, caps, now,
                           not_before=now - keep if keep > 0 else None)
+    engine = open_store(url)
     try:
-        open_database(target, create=True)
-    except (pw.PeeweeException, sqlite3.Error, OSError) as error:
+        engine.open(create=True)
+    except (StoreUnavailable, pw.PeeweeException, sqlite3.Error, OSError) as error:
         raise Refused(f"cannot open the herald DB {target}: {error}") from None
     print(f"importing {total:,} rows of {args.old} (table {TABLE}) into {target} "
           f"as origin {origin!r}\ncolumn mapping (record ← {TABLE}):", *plan.describe(),
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
         for batch in _batches(source, select, args.batch):
             records = [v for v in map(converter.convert, batch) if v is not None]
             read, converted = read + len(batch), converted + len(records)
-            stored += _store(records) if records else 0
+            stored += _store(engine, records) if records else 0
             if time.monotonic() - shown >= 1:
                 shown = time.monotonic()
                 print(f"  {read:,}/{total:,} rows read, {stored:,} records inserted "
@@ -120,9 +120,13 @@ def run(args: argparse.Namespace) -> None:
     except Unreadable as error:
         raise Refused(f"reading {args.old} failed after {read:,} rows ({error}); the "
                       f"{stored:,} records inserted stay (a second run skips them)") from None
-    except (pw.PeeweeException, sqlite3.Error) as error:
+    except Exception as error:  # the database's own trouble, on either engine
+        if isinstance(error, (Refused, KeyboardInterrupt)):
+            raise
         raise Refused(f"storing into {target} failed after {read:,} rows ({error}); the "
                       f"{stored:,} records inserted stay (a second run skips them)") from None
+    finally:
+        engine.close()
     _summary(read, converted, stored, time.monotonic() - started, converter, keep)
 
 
@@ -174,25 +178,23 @@ def _batches(source: sqlite3.Connection, select: str, size: int) -> Iterator[lis
         raise Unreadable(str(error)) from None
 
 
-def _store(records: list[list]) -> int:
-    """Insert a batch with its FTS rows, facets and hourly counts, as the writer does; a
-    record already there (same origin and seq) is ignored. IMMEDIATE: the write lock is taken
-    at BEGIN, where the busy timeout applies, so the live writer's batches interleave."""
+def _store(engine: Engine, records: list[list]) -> int:
+    """Insert a batch with its search index, facets and hourly counts, as the writer does; a
+    record already there (same origin and seq) is ignored. While the live writer holds the
+    lock (or the server is briefly away), wait and try again."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with database.atomic(lock_type="IMMEDIATE"):
-                before = newest_id()
-                cursor = database.cursor()
-                cursor.executemany(INSERT_SQL, records)
-                if cursor.rowcount:
-                    after_insert(before)
-                return cursor.rowcount
-        except (pw.OperationalError, sqlite3.OperationalError) as error:
-            if attempt == ATTEMPTS or not any(w in str(error) for w in ("locked", "busy")):
+            return engine.store_batch(records, None, _refused_row)
+        except Exception as error:
+            if attempt == ATTEMPTS or not engine.transient(error):
                 raise
-            print(f"  the herald DB is busy ({error}); trying again", flush=True)
+            print(f"  the herald store is busy ({error}); trying again", flush=True)
             time.sleep(attempt)
     return 0
+
+
+def _refused_row(values: list, error: BaseException) -> None:
+    print(f"  record {values[1]}:{values[0]} refused by the database: {error}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def appliance(inst, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_emit_query_tail_and_purge(instance):
+def test_emit_query_tail_and_purge(instance, store):
     inst = instance().start()
     sent = appliance(inst, "emit", "disk almost full", "--count", "5", "--level", "WARNING",
                      "--system", "ops-check")
