@@ -10,12 +10,12 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
-
-from appliance.harness.instance import free_port, wait_until
 
 BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin",
             "/usr/lib/postgresql/15/bin")
@@ -40,7 +40,9 @@ class PostgresServer:
         if found is None:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
         self.bin, self.user, self.fsync = found, user, fsync
-        self.port = free_port()
+        with socket.socket() as probe:  # a free TCP port on loopback (bind port 0)
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
         self.dir = Path(tempfile.mkdtemp(prefix="herald-pg-"))
         self.data = self.dir / "data"
         self.pid = 0
@@ -105,7 +107,9 @@ class PostgresServer:
                     os.kill(self.pid, signal.SIGQUIT)
                 except ProcessLookupError:
                     pass
-                wait_until(lambda: not _alive(self.pid), 30, "postgres to exit")
+                deadline = time.monotonic() + 30
+                while _alive(self.pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)  # not our child: poll until it has gone
             self.pid = 0
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -44,7 +44,8 @@ def connect(url: StoreUrl, **options) -> psycopg.Connection:
 
 
 def unavailable(url: StoreUrl, error: BaseException) -> StoreUnavailable:
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+    reason = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) \
+        or type(error).__name__
     if url.password:
         reason = reason.replace(url.password, "***")
     return StoreUnavailable(f"the store {url.display} is unavailable: {reason}")

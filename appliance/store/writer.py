@@ -114,8 +114,8 @@ class DatabaseSink:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[-1] if text else type(error).__name__
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) \
+        or type(error).__name__
 
 
 def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
