@@ -19,7 +19,7 @@ from typing import Any
 from appliance import converters as c
 from appliance.errors import ConfigError
 from appliance.stages import Stage, stage_named
-from appliance.store import url as store_url
+from appliance.store import url as store_url  # the [store] section's own resolver
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,10 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
                           str(path), "web", "port")
     if values["web"]["login"] and not values["web"]["users"]:
         raise ConfigError("login is on but no users are configured", str(path), "web", "users")
-    _resolve_store(values, base, str(path))
+    default_db = (base / _BY_KEY[("writer", "db")].default.replace("{var}", str(var))).resolve()
+    store_url.resolve(values["store"], values["writer"], default_db, var, base, str(path))
+    if values["web"]["secret_file"]:
+        values["web"]["secret_file"] = (base / values["web"]["secret_file"]).resolve()
     _resolve_relay(values["relay"], base, str(path))
     forwarders = {section.partition(":")[2]: SimpleNamespace(**_resolve_forwarder(
         values.pop(section), section, stage, values, base, str(path)))
@@ -307,39 +310,6 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
     config = Config(**{name: SimpleNamespace(**section) for name, section in values.items()})
     config.path, config.stage, config.forwarders = path, stage, forwarders
     return config
-
-
-def _resolve_store(values: dict[str, dict[str, Any]], base: Path, path: str) -> None:
-    """[store] url (or the older [writer] db) → a StoreUrl; the admin connection likewise."""
-    store, writer = values["store"], values["writer"]
-    default_db = (base / _BY_KEY[("writer", "db")].default.replace(
-        "{var}", str(values["appliance"]["var_dir"]))).resolve()
-    if store["url"] and writer["db"] != default_db:
-        raise ConfigError("[writer] db and [store] url both name the store; keep [store] url",
-                          path, "writer", "db")
-    text = store["url"] or f"sqlite:///{writer['db']}"
-    text = text.replace("{var}", str(values["appliance"]["var_dir"]))
-    try:
-        store["url"] = store_url.parse(text, base, store["password_env"],
-                                       store["password_file"])
-    except ValueError as error:
-        raise ConfigError(str(error), path, "store", "url") from None
-    try:
-        store["admin_url"] = store_url.parse(
-            store["admin_url"].replace("{var}", str(values["appliance"]["var_dir"])), base,
-            store["admin_password_env"] or store["password_env"],
-            store["admin_password_file"] or store["password_file"]) \
-            if store["admin_url"] else store["url"]
-    except ValueError as error:
-        raise ConfigError(str(error), path, "store", "admin_url") from None
-    if store["admin_url"].engine != store["url"].engine:
-        raise ConfigError("admin_url must be of the same engine as url", path, "store",
-                          "admin_url")
-    # the old key keeps meaning the SQLite file (None on PostgreSQL)
-    writer["db"] = store["url"].path
-    for key in ("secret_file",):
-        if values["web"][key]:
-            values["web"][key] = (base / values["web"][key]).resolve()
 
 
 def _resolve_relay(relay: dict[str, Any], base: Path, path: str) -> None:

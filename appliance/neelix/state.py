@@ -143,6 +143,25 @@ def open_state(target: str | Path | StoreUrl, create: bool = True) -> pw.Databas
     return state_db
 
 
+def open_state_when_reachable(target: Path | StoreUrl) -> pw.Database:
+    """neelix's start: while the shared store is away (server down, wrong password) wait and
+    try again with backoff, one line per try naming the URL (never the password). A SQLite
+    file's errors go up at once."""
+    attempt = 0
+    while True:
+        try:
+            return open_state(target)
+        except pw.OperationalError as error:  # peewee's wrapping of psycopg's
+            if not isinstance(target, StoreUrl):
+                raise
+            attempt += 1
+            delay = min(2 ** (attempt - 1), 30)
+            reason = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            log.error("the store %s is unavailable (%s); neelix waits, retrying in %ds",
+                      target.display, reason, delay)
+            time.sleep(delay)
+
+
 def write_transaction() -> object:
     """A write transaction: on SQLite IMMEDIATE (the busy timeout applies at BEGIN, not
     mid-transaction); PostgreSQL locks rows as it goes."""

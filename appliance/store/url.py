@@ -118,3 +118,29 @@ def _without_password(parts) -> str:  # noqa: ANN001 - a urllib SplitResult
     if port:
         netloc += f":{port}"
     return urlunsplit(("postgresql", netloc, parts.path, parts.query, ""))
+
+
+def resolve(store: dict, writer: dict, default_db: Path, var: Path, base: Path,
+            path: str) -> None:
+    """The [store] section of config.py: url (or the older [writer] db, kept working) and
+    admin_url → StoreUrls, in place; a mistake is a ConfigError naming file, section, key."""
+    if store["url"] and writer["db"] != default_db:
+        raise ConfigError("[writer] db and [store] url both name the store; keep [store] url",
+                          path, "writer", "db")
+    text = (store["url"] or f"sqlite:///{writer['db']}").replace("{var}", str(var))
+    try:
+        store["url"] = parse(text, base, store["password_env"], store["password_file"])
+    except ValueError as error:
+        raise ConfigError(str(error), path, "store", "url") from None
+    try:
+        store["admin_url"] = parse(
+            store["admin_url"].replace("{var}", str(var)), base,
+            store["admin_password_env"] or store["password_env"],
+            store["admin_password_file"] or store["password_file"]) \
+            if store["admin_url"] else store["url"]
+    except ValueError as error:
+        raise ConfigError(str(error), path, "store", "admin_url") from None
+    if store["admin_url"].engine != store["url"].engine:
+        raise ConfigError("admin_url must be of the same engine as url", path, "store",
+                          "admin_url")
+    writer["db"] = store["url"].path  # the old key keeps meaning the SQLite file (or None)
