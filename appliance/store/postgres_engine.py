@@ -182,7 +182,19 @@ class PostgresEngine:
                     reject: Reject) -> int:
         db = self._connection()
         rows = [_clean(values) for values in records]
-        self.ensure_partitions({ddl.day_of(values[2]) for values in rows})
+        days = {ddl.day_of(values[2]) for values in rows if isinstance(values[2], (int, float))}
+        for attempt in (1, 2):
+            self.ensure_partitions(days)
+            try:
+                return self._store(db, rows, cursor, reject)
+            except _MissingPartition:
+                if attempt == 2:
+                    raise
+                self.partitions.clear()  # another shard's retention dropped a day we knew
+        return 0
+
+    def _store(self, db: psycopg.Connection, rows: list[list],
+               cursor: tuple[str, str, int] | None, reject: Reject) -> int:
         inserted = 0
         with db.transaction():
             if rows:
@@ -210,7 +222,12 @@ class PostgresEngine:
             with cursor.copy(ddl.COPY) as copy:
                 for values in rows:
                     copy.write_row(values)
-            return cursor.execute(ddl.INSERT).fetchone()[0]
+            try:
+                return cursor.execute(ddl.INSERT).fetchone()[0]
+            except errors.CheckViolation as error:
+                if "no partition" in str(error):
+                    raise _MissingPartition(str(error)) from error
+                raise
 
     # retention and purge ---------------------------------------------------------------
     def retention(self, cutoff: float | None, max_rows: int, batch: int) -> int:
@@ -239,8 +256,12 @@ class PostgresEngine:
             rows = db.execute(sql.SQL("SELECT count(*) FROM {}").format(
                 sql.Identifier(name))).fetchone()[0]
             # outside a transaction (autocommit), as CONCURRENTLY must be
-            db.execute(sql.SQL("ALTER TABLE record DETACH PARTITION {} CONCURRENTLY")
-                       .format(sql.Identifier(name)))
+            try:
+                db.execute(sql.SQL("ALTER TABLE record DETACH PARTITION {} CONCURRENTLY")
+                           .format(sql.Identifier(name)))
+            except errors.ObjectNotInPrerequisiteState:  # a detach cut short by a kill
+                db.execute(sql.SQL("ALTER TABLE record DETACH PARTITION {} FINALIZE")
+                           .format(sql.Identifier(name)))
             with db.transaction():
                 db.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
                 db.execute("DELETE FROM level_hour WHERE hour >= %s AND hour < %s",
@@ -270,6 +291,10 @@ class PostgresEngine:
                 return db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         except StoreUnavailable:
             return None
+
+
+class _MissingPartition(Exception):
+    """A row's day has no partition (any more): not the row's fault, make it and retry."""
 
 
 def _delete_in_batches(db: psycopg.Connection, select: str, bound: float, batch: int) -> int:

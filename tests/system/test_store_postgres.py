@@ -66,6 +66,12 @@ def test_retention_drops_whole_days_and_keeps_the_counts_true(postgres_server, t
     store = RecordStore(engine)
     chart = store.level_counts(parse({}), (today - 12) * DAY, DAY, 16)
     assert sum(sum(bucket.values()) for bucket in chart) == left[1]
+    # another shard knew a day this retention dropped: a late record there is still stored
+    other = engine_for(url, tmp_path)
+    other.open(create=True)
+    other.partitions.add(today - 9)  # as if it had stored a record of that day before
+    assert other.store_batch([row(900, NOW - 9 * DAY)], None, refuse) == 1
+    other.close()
     engine.close()
 
 
