@@ -208,7 +208,7 @@ class SharedAlertHistory(AlertHistory):
     """neelix's state in the shared PostgreSQL store (its schema `neelix`), read by a web on
     any host. A store that is away raises StoreUnavailable (the web answers 503)."""
 
-    def __init__(self, url: StoreUrl) -> None:  # noqa: D107 - no file, no path
+    def __init__(self, url: StoreUrl) -> None:  # no file: the store's connections
         self.engine = open_store(url)
         self._local = threading.local()
 

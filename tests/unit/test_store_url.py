@@ -95,3 +95,21 @@ def test_the_sqlite_path_needs_no_postgresql_client(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
+
+
+def test_the_shared_web_secret_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    from appliance.web.auth import shared_secret
+    assert shared_secret(None, "") is None  # neither: each web makes var/web.secret
+    key = tmp_path / "web.secret"
+    key.write_text("a" * 64 + "\n")
+    monkeypatch.setenv("HERALD_WEB_SECRET", "a" * 64)
+    assert shared_secret(key, "") == shared_secret(None, "HERALD_WEB_SECRET")
+    assert len(shared_secret(key, "")) == 32
+    for file, env, message in ((key, "HERALD_WEB_SECRET", "not both"),
+                               (tmp_path / "missing", "", "make one with"),
+                               (None, "HERALD_NO_SUCH_SECRET", "is not set")):
+        with pytest.raises(ValueError, match=message):
+            shared_secret(file, env)
+    key.write_text("too short")
+    with pytest.raises(ValueError, match="at least 32"):
+        shared_secret(key, "")
