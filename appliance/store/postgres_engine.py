@@ -32,7 +32,7 @@ AHEAD_DAYS = 2  # partitions made ahead of today
 POSTGRES = Dialect(
     "postgresql", match="search @@ ?::tsquery", time_first_match="search @@ ?::tsquery",
     search_parameter=tsquery, search_only=None, bucket="floor({x})",
-    same="{column} IS NOT DISTINCT FROM ?", unindexed="{column}")
+    same="{column} IS NOT DISTINCT FROM ?", unindexed="{column}", narrow_by_facets=True)
 
 
 def connect(url: StoreUrl, **options) -> psycopg.Connection:

@@ -48,6 +48,9 @@ class Dialect:
     bucket: str  # "{x}" → the whole number of time buckets below x (a float expression)
     same: str  # null-safe equality with `?`: "{column} IS ?" or "IS NOT DISTINCT FROM"
     unindexed: str  # "{column}", hidden from SQLite's planner with a unary +
+    # bound a filter on a column without an index by the time its value was seen (facets),
+    # so day partitions outside it are not read at all
+    narrow_by_facets: bool = False
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class RecordStore:
         query has more beyond them."""
         if not self.can_match(query):
             return [], False
-        sql, params = build(query, RECORD, self.dialect)
+        sql, params = build(self.narrowed(query), RECORD, self.dialect)
         rows = self.rows(sql, params)
         more = len(rows) > query.limit  # more beyond, in the direction read
         rows = rows[:query.limit]
@@ -106,6 +106,28 @@ class RecordStore:
         table instead of scanning a column that has no index."""
         return all(self.rows("SELECT 1 FROM facet WHERE field = ? AND value = ? LIMIT 1",
                              (name, value)) for name, value in query.equals.items())
+
+    def narrowed(self, query: Query) -> Query:
+        """On an engine that asks for it: the query bounded in time by when its values of
+        columns without an index were first and last seen (the facet table, kept in the
+        rows' own transactions, so no matching row lies outside). The same rows."""
+        fields = [name for name in query.equals if name != "system_id"]
+        if not self.dialect.narrow_by_facets or not fields:
+            return query
+        since, until = query.since, query.until
+        for name in fields:
+            where, params = "field = ? AND value = ?", [name, query.equals[name]]
+            if "system_id" in query.equals:
+                where += " AND system_id = ?"
+                params.append(query.equals["system_id"])
+            seen = self.rows("SELECT min(first_seen) AS low, max(last_seen) AS high "  # noqa: S608
+                             f"FROM facet WHERE {where}", params)[0]
+            if seen["low"] is None:
+                continue
+            since = seen["low"] if since is None else max(since, seen["low"])
+            high = math.nextafter(seen["high"], math.inf)  # `until` is exclusive
+            until = high if until is None else min(until, high)
+        return dataclasses.replace(query, since=since, until=until)
 
     def systems(self, now: float | None = None, also: Iterable[str] = ()) -> list[dict]:
         """Per system: hosts, last record, records and errors in the last hour, versions.
@@ -222,7 +244,7 @@ class RecordStore:
         """Every record the query matches, newest first, at most `limit`, a page at a time."""
         sent, before = 0, query.before
         while sent < limit:
-            page = dataclasses.replace(query, before=before, after=None,
+            page = dataclasses.replace(self.narrowed(query), before=before, after=None,
                                        limit=min(1000, limit - sent), newest_first=True)
             sql, params = build(page, RECORD, self.dialect)
             rows = self.rows(sql, params)[:page.limit]
