@@ -130,7 +130,22 @@ def kill_leftover(pid: int, marker: str) -> None:
 
 
 def start_clients(port: int, clients: int, per_client: int) -> list[subprocess.Popen]:
-    return [start_client(port, per_client, f"bench-{n}") for n in range(clients)]
+    return [start_client(port, per_client, system) for system in balanced_systems(clients)]
+
+
+def balanced_systems(clients: int, shards: int = 2) -> list[str]:
+    """bench-N system ids that split evenly between the shards of a two-shard writer (by
+    the writer's own hash), so that side has work for both; the same ids for every side."""
+    from appliance.spine.subscriber import Shard
+    chosen: list[str] = []
+    for number in range(10_000):
+        name = f"bench-{number}"
+        shard = next(k for k in range(shards) if Shard(k, shards).owns(name))
+        if sum(Shard(shard, shards).owns(c) for c in chosen) < -(-clients // shards):
+            chosen.append(name)
+        if len(chosen) == clients:
+            return chosen
+    raise RuntimeError("no balanced system ids")
 
 
 # the database side --------------------------------------------------------------------------
