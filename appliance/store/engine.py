@@ -60,7 +60,7 @@ class Engine(Protocol):
         read instead of the records' (neelix's state)."""
 
     def size_bytes(self) -> int | None:
-        """The store's size on disk, or None when it cannot be known."""
+        """The store's size on disk; StoreUnavailable while the database cannot be reached."""
 
 
 def open_store(url: StoreUrl, admin: StoreUrl | None = None) -> Engine:

@@ -286,11 +286,9 @@ class PostgresEngine:
         return PostgresReader(self.url, schema)
 
     def size_bytes(self) -> int | None:
-        try:
-            with connect(self.url, autocommit=True) as db:
-                return db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-        except StoreUnavailable:
-            return None
+        """The database's size; StoreUnavailable while it cannot be reached."""
+        with connect(self.url, autocommit=True) as db:
+            return db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
 
 class _MissingPartition(Exception):

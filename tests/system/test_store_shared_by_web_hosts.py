@@ -89,6 +89,8 @@ def test_two_web_hosts_share_logins_purges_and_alerts(instance, mail, tmp_path):
             assert status == 503, body
             assert "is unavailable" in body and "Traceback" not in body
             assert PASSWORD not in body
+        status, _, body = on_second.call("/health")
+        assert status == 503 and "is unavailable" in " ".join(json.loads(body)["problems"])
         server.resume()
         wait_until(lambda: on_second.call("/api/records")[0] == 200, 30,
                    "the web to reconnect", second.diagnostics)
