@@ -43,6 +43,8 @@ OPERATOR_COMMANDS: dict[str, Command] = {
                      "delete records older than a duration, in small transactions"),
     "import-legacy": Command("appliance.ops.legacy_import:main",
                              "copy an old ps.herald database's records into this instance"),
+    "import": Command("appliance.ops.store_import:main",
+                      "copy every record of another herald store (SQLite or PostgreSQL) here"),
     "passwd": Command("appliance.web.auth:passwd_main",
                       "print a [web] users line (or an API token) for the login"),
     "keys": Command("appliance.spine.keys:keys_main",

@@ -19,6 +19,7 @@ from typing import Any
 from appliance import converters as c
 from appliance.errors import ConfigError
 from appliance.stages import Stage, stage_named
+from appliance.store import url as store_url  # the [store] section's own resolver
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("journal", "fsync", c.boolean, "true", "fsync each batch (survives power loss, not just "
       "a process kill)"),
 
-    S("writer", "db", c.text, "{var}/herald.sqlite", "SQLite database file"),
+    S("writer", "db", c.text, "{var}/herald.sqlite", "SQLite database file (older setting: "
+      "`[store] url = sqlite:///PATH` says the same; give one of them)"),
     S("writer", "batch_records", c.positive_int, "2000", "rows per transaction at most"),
     S("writer", "batch_delay", c.duration, "200ms", "longest a record waits for its transaction"),
     S("writer", "keep", c.duration, "30d", "delete records received longer ago (0 = never)"),
@@ -89,6 +91,22 @@ SETTINGS: tuple[Setting, ...] = (
       "how often retention runs"),
     S("writer", "delete_batch", c.positive_int, "2000",
       "rows deleted per retention transaction, so readers never stall"),
+
+    # The store every process that touches records shares (docs/scaling.md). A block of its
+    # own so the engine choice reads in one place.
+    S("store", "url", c.text, "", "sqlite:///PATH (default: [writer] db) or postgresql://USER@"
+      "HOST:PORT/DB?sslmode=verify-full&… (libpq options pass through); neelix's state goes "
+      "there too when it is PostgreSQL", derived=True),
+    S("store", "password_env", c.text, "", "environment variable holding the PostgreSQL "
+      "password (never the password in this file)"),
+    S("store", "password_file", c.text, "", "file holding the PostgreSQL password (relative "
+      "to this file's folder)"),
+    S("store", "admin_url", c.text, "", "connection for purges and retention (a role that may "
+      "delete) when url's role is a read-only viewer; default: url", derived=True),
+    S("store", "admin_password_env", c.text, "", "admin_url's password variable (default: "
+      "password_env)"),
+    S("store", "admin_password_file", c.text, "", "admin_url's password file (default: "
+      "password_file)"),
 
     S("neelix", "rules", c.text, "neelix.ini", "rules file: rules, heartbeats, actions, "
       "maintenance windows (and the old [SYSTEM_ID] MAIL_TO/MSG/AGE format)"),
@@ -162,6 +180,11 @@ SETTINGS: tuple[Setting, ...] = (
     S("web", "tokens", c.credentials, "", "API tokens as name:role:sha256-hex-of-token "
       "(`appliance passwd` prints a fresh token and its line with --token)"),
     S("web", "session", c.at_least(c.duration, 60.0, "1m"), "12h", "how long a login lasts"),
+    S("web", "secret_file", c.text, "", "file with the key that signs sessions and CSRF "
+      "tokens; give every web process of one store the same (default: var/web.secret, made "
+      "on first start)"),
+    S("web", "secret_env", c.text, "", "environment variable holding that key instead (at "
+      "least 32 characters)"),
     S("web", "hosts", c.word_list, "", "host names the viewer answers to (Host header); "
       "default: loopback names when bound to loopback, else any"),
 )
@@ -292,6 +315,10 @@ def _resolve(values: dict[str, dict[str, Any]], path: Path) -> Config:
                           str(path), "web", "port")
     if values["web"]["login"] and not values["web"]["users"]:
         raise ConfigError("login is on but no users are configured", str(path), "web", "users")
+    default_db = (base / _BY_KEY[("writer", "db")].default.replace("{var}", str(var))).resolve()
+    store_url.resolve(values["store"], values["writer"], default_db, var, base, str(path))
+    if values["web"]["secret_file"]:
+        values["web"]["secret_file"] = (base / values["web"]["secret_file"]).resolve()
     _resolve_relay(values["relay"], base, str(path))
     forwarders = {section.partition(":")[2]: SimpleNamespace(**_resolve_forwarder(
         values.pop(section), section, stage, values, base, str(path)))

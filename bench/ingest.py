@@ -6,6 +6,12 @@ interleaved in one invocation on one machine; prints every run and the medians.
 
     python3 bench/ingest.py [--runs 3] [--clients 4] [--records-per-client 25000]
                             [--reference-records-per-client 1000]
+                            [--engines sqlite,postgresql,postgresql-2]
+
+--engines runs the appliance side once per store engine in each round: `sqlite` (the
+default), `postgresql` (one writer) and `postgresql-2` (two writer shards), against a
+PostgreSQL server the benchmark starts itself (harness.postgres; its CPU is the "postgres"
+column).
 
 A run's clock starts just before the client processes are started and stops when the poller
 (read-only, every 20 ms) sees every non-probe record as a row. CPU columns are % of one core
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.harness.instance import Instance, finish, start_client, wait_until
+from appliance.harness.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 BRIDGE = Path(__file__).resolve().parent / "old_bridge_shape.py"
@@ -123,7 +130,22 @@ def kill_leftover(pid: int, marker: str) -> None:
 
 
 def start_clients(port: int, clients: int, per_client: int) -> list[subprocess.Popen]:
-    return [start_client(port, per_client, f"bench-{n}") for n in range(clients)]
+    return [start_client(port, per_client, system) for system in balanced_systems(clients)]
+
+
+def balanced_systems(clients: int, shards: int = 2) -> list[str]:
+    """bench-N system ids that split evenly between the shards of a two-shard writer (by
+    the writer's own hash), so that side has work for both; the same ids for every side."""
+    from appliance.spine.subscriber import Shard
+    chosen: list[str] = []
+    for number in range(10_000):
+        name = f"bench-{number}"
+        shard = next(k for k in range(shards) if Shard(k, shards).owns(name))
+        if sum(Shard(shard, shards).owns(c) for c in chosen) < -(-clients // shards):
+            chosen.append(name)
+        if len(chosen) == clients:
+            return chosen
+    raise RuntimeError("no balanced system ids")
 
 
 # the database side --------------------------------------------------------------------------
@@ -134,15 +156,21 @@ class RowCounter:
     SQL = (f"SELECT (SELECT count(*) FROM record) - "
            f"(SELECT count(*) FROM record WHERE system_id = '{PROBE}')")
 
-    def __init__(self, db_path: Path) -> None:
-        self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    def __init__(self, db_path: Path, url: str | None = None) -> None:
+        if url:
+            import psycopg
+
+            from appliance.harness.postgres import PASSWORD
+            self.db = psycopg.connect(url, password=PASSWORD, autocommit=True)
+        else:
+            self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
 
     def __call__(self) -> int:
         return self.db.execute(self.SQL).fetchone()[0]
 
     def probes(self) -> int:
-        return self.db.execute("SELECT count(*) FROM record WHERE system_id = ?",
-                               (PROBE,)).fetchone()[0]
+        return self.db.execute(f"SELECT count(*) FROM record WHERE system_id = '{PROBE}'"  # noqa: S608
+                               ).fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
@@ -199,24 +227,39 @@ def finish_run(side: str, index: int, expected: int, seconds: float, cpu: dict[s
                {name: 100 * value / seconds for name, value in cpu.items()}, rss)
 
 
-def run_appliance(workdir: Path, index: int, clients: int, per_client: int) -> Run:
-    instance = Instance(workdir / f"appliance-{index}")
+ENGINES = {"sqlite": (None, 1), "postgresql": ("postgresql", 1),
+           "postgresql-2": ("postgresql", 2)}  # side → (engine, writer shards)
+
+
+def run_appliance(workdir: Path, index: int, clients: int, per_client: int,
+                  engine: str = "sqlite", server: PostgresServer | None = None) -> Run:
+    kind, shards = ENGINES[engine]
+    url = server.create_database() if kind else None
+    instance = Instance(workdir / f"appliance-{engine}-{index}", store=url)
+    writers = ("writer",) if shards == 1 else tuple(f"writer:writer_{n}" for n in range(shards))
+    if shards > 1:
+        instance.scale("writer", shards)
     expected = clients * per_client
     pids: dict[str, int] = {}
     started_clients: list[subprocess.Popen] = []
     counter: RowCounter | None = None
     try:
-        instance.start()
+        instance.start(wait_programs=("ingestor", *writers))
         instance.wait_ready()
-        pids = {name: instance.pid(name) for name in ("ingestor", "writer")}
+        pids = {name.replace("writer:", ""): instance.pid(name)
+                for name in ("ingestor", *writers)}
+        if server is not None and kind:
+            pids["postgres"] = server.pid
         if not all(pids.values()):
             raise RuntimeError(f"no pid for {pids}\n{instance.diagnostics()}")
         for number, child in enumerate(child_pids(pids["ingestor"])):
             pids[f"decoder{number}"] = child  # the ingestor's decoder processes
         assert instance.supervisord is not None
         supervisord = instance.supervisord.pid
-        counter = RowCounter(instance.db_path)
+        counter = RowCounter(instance.db_path, url)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        if "postgres" in pids:  # the server's backends are its children
+            cpu_before["postgres"] = postgres_cpu(pids["postgres"])
         cpu_before["supervisord"] = cpu_seconds(supervisord)
         children_before, own_before = reaped_children_cpu(), own_cpu()
         machine_before = machine_busy_cpu()
@@ -226,10 +269,12 @@ def run_appliance(workdir: Path, index: int, clients: int, per_client: int) -> R
                                 instance.diagnostics)
         machine = machine_busy_cpu() - machine_before
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        if "postgres" in pids:
+            cpu["postgres"] = postgres_cpu(pids["postgres"]) - cpu_before["postgres"]
         cpu["supervisord"] = cpu_seconds(supervisord) - cpu_before["supervisord"]
         cpu["poller"] = own_cpu() - own_before
         rss = {name: peak_rss_kib(pid) for name, pid in pids.items()}
-        return finish_run("appliance", index, expected, seconds, cpu, rss, machine,
+        return finish_run(f"appliance-{engine}", index, expected, seconds, cpu, rss, machine,
                           started_clients, children_before)
     finally:
         if counter is not None:
@@ -237,8 +282,15 @@ def run_appliance(workdir: Path, index: int, clients: int, per_client: int) -> R
         for client in started_clients:
             stop_process(client)
         instance.stop()
-        for pid in pids.values():
-            kill_leftover(pid, str(instance.dir))
+        for name, pid in pids.items():
+            if name != "postgres":
+                kill_leftover(pid, str(instance.dir))
+
+
+def postgres_cpu(postmaster: int) -> float:
+    """CPU seconds of the server and its backends (live ones; a backend that ended took its
+    seconds along, so connections are kept open for the whole run)."""
+    return cpu_seconds(postmaster) + sum(cpu_seconds(pid) for pid in child_pids(postmaster))
 
 
 # (B) the old bridge's shape -----------------------------------------------------------------
@@ -293,7 +345,7 @@ def mib(kib: float) -> str:
 
 
 def print_header() -> None:
-    print(f"{'side':<17} {'run':>3} {'records':>8} {'seconds':>8} {'records/s':>10}  "
+    print(f"{'side':<24} {'run':>3} {'records':>8} {'seconds':>8} {'records/s':>10}  "
           f"{'CPU % of one core over the window':<72} peak RSS MiB")
 
 
@@ -301,26 +353,30 @@ def print_runs(runs: list[Run]) -> None:
     for run in runs:
         cpu = " ".join(f"{name} {value:.0f}" for name, value in run.cpu.items())
         rss = " ".join(f"{name} {mib(value)}" for name, value in run.peak_rss_kib.items())
-        print(f"{run.side:<17} {run.index:>3} {run.records:>8} {run.seconds:>8.2f} "
+        print(f"{run.side:<24} {run.index:>3} {run.records:>8} {run.seconds:>8.2f} "
               f"{run.rate:>10.0f}  {cpu:<72} {rss}")
 
 
-def print_medians(appliance: list[Run], reference: list[Run]) -> None:
-    a = statistics.median(run.rate for run in appliance)
+def print_medians(sides: dict[str, list[Run]], reference: list[Run]) -> None:
     b = statistics.median(run.rate for run in reference)
-    print(f"\nmedians of {len(appliance)} runs each")
-    print(f"  appliance          {a:10.0f} records/s "
-          f"(min {min(r.rate for r in appliance):.0f}, max {max(r.rate for r in appliance):.0f})")
-    print(f"  old-bridge shape   {b:10.0f} records/s "
+    first = next(iter(sides))
+    base = statistics.median(run.rate for run in sides[first])
+    print(f"\nmedians of {len(reference)} runs each")
+    for side, runs in sides.items():
+        a = statistics.median(run.rate for run in runs)
+        print(f"  {side:<24} {a:10.0f} records/s (min {min(r.rate for r in runs):.0f}, "
+              f"max {max(r.rate for r in runs):.0f}); ×{a / b:.1f} the old bridge, "
+              f"×{a / base:.2f} {first}")
+    print(f"  {'old-bridge shape':<24} {b:10.0f} records/s "
           f"(min {min(r.rate for r in reference):.0f}, max {max(r.rate for r in reference):.0f})")
-    print(f"  ratio A/B          {a / b:10.1f}")
-    for name in ("ingestor", "writer"):
-        values = [run.peak_rss_kib[name] for run in appliance]
-        print(f"  peak RSS {name:<9} {mib(statistics.median(values)):>10} MiB "
-              f"(max {mib(max(values))})")
-    for name in ("ingestor", "writer", "clients", "other"):
-        value = statistics.median(run.cpu[name] for run in appliance)
-        print(f"  appliance run CPU {name:<8} {value:4.0f} % of one core")
+    for side, runs in sides.items():
+        for name in runs[0].peak_rss_kib:
+            values = [run.peak_rss_kib[name] for run in runs]
+            print(f"  {side} peak RSS {name:<9} {mib(statistics.median(values)):>8} MiB "
+                  f"(max {mib(max(values))})")
+        cpu = ", ".join(f"{name} {statistics.median(run.cpu[name] for run in runs):.0f}"
+                        for name in runs[0].cpu)
+        print(f"  {side} CPU % of one core: {cpu}")
 
 
 def main() -> None:
@@ -329,7 +385,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--records-per-client", type=int, default=25000)
     parser.add_argument("--reference-records-per-client", type=int, default=1000)
+    parser.add_argument("--engines", default="sqlite",
+                        help="appliance sides, comma-separated: " + ", ".join(ENGINES))
     args = parser.parse_args()
+    engines = [name.strip() for name in args.engines.split(",") if name.strip()]
+    if not engines or set(engines) - set(ENGINES):
+        parser.error(f"--engines takes {', '.join(ENGINES)}")
     if min(args.runs, args.clients, args.records_per_client,
            args.reference_records_per_client) < 1:
         parser.error("every count must be at least 1")
@@ -339,22 +400,29 @@ def main() -> None:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"appliance: {args.clients} clients × {args.records_per_client} records; "
           f"old-bridge shape: {args.clients} clients × {args.reference_records_per_client}\n")
-    appliance: list[Run] = []
+    sides: dict[str, list[Run]] = {f"appliance-{engine}": [] for engine in engines}
     reference: list[Run] = []
     print_header()
-    with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
-        workdir = Path(tmp)
-        for index in range(1, args.runs + 1):  # interleaved, so noise falls on both sides
-            appliance.append(run_appliance(workdir, index, args.clients,
-                                           args.records_per_client))
-            print_runs(appliance[-1:])
-            reference.append(run_reference(workdir, index, args.clients,
-                                           args.reference_records_per_client))
-            print_runs(reference[-1:])
+    server = PostgresServer().start() if any(ENGINES[e][0] for e in engines) else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
+            workdir = Path(tmp)
+            for index in range(1, args.runs + 1):  # interleaved: noise falls on every side
+                for engine in engines:
+                    run = run_appliance(workdir, index, args.clients, args.records_per_client,
+                                        engine, server)
+                    sides[f"appliance-{engine}"].append(run)
+                    print_runs([run])
+                reference.append(run_reference(workdir, index, args.clients,
+                                               args.reference_records_per_client))
+                print_runs(reference[-1:])
+    finally:
+        if server is not None:
+            server.stop()
     print("\nall runs")
     print_header()
-    print_runs(appliance + reference)
-    print_medians(appliance, reference)
+    print_runs([run for runs in sides.values() for run in runs] + reference)
+    print_medians(sides, reference)
 
 
 if __name__ == "__main__":

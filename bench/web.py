@@ -12,7 +12,12 @@ through the app `appliance.web.main` builds from the same ini (over its RecordSt
 statement timed alone, with EXPLAIN QUERY PLAN for the flagged requests (all with --explain).
 
     python3 bench/web.py [--rows 1000000] [--repeat 15] [--like-repeat 5] [--keep DIR]
-                         [--budget 1200] [--explain]
+                         [--budget 1200] [--explain] [--engines sqlite,postgresql]
+
+With --engines sqlite,postgresql the same rows are also stored in a PostgreSQL server the
+benchmark starts (harness.postgres; built with the writer's own store_batch) and the same
+requests are timed against a web process reading it; a last table puts the p95s side by
+side. The SQL capture and the old LIKE shape are SQLite's only.
 
 p50/p95 interpolate linearly between the sorted samples.
 """
@@ -50,6 +55,9 @@ from ingest import (
 )
 
 from appliance.harness.instance import free_port
+from appliance.harness.postgres import PASSWORD, PASSWORD_ENV, PostgresServer
+from appliance.store import url as store_url
+from appliance.store.engine import open_store
 from appliance.store.query import parse, where_clause
 from appliance.web import app as web_module
 
@@ -108,7 +116,7 @@ def percentile(values: list[float], q: float) -> float:
 class Web:
     """`python -m appliance web -c <ini>` on the database, on a free 127.0.0.1 port."""
 
-    def __init__(self, workdir: Path, db_path: Path) -> None:
+    def __init__(self, workdir: Path, db_path: Path, store: str | None = None) -> None:
         self.port = free_port()
         ingest_port = free_port()
         while ingest_port == self.port:
@@ -118,8 +126,9 @@ class Web:
         self.ini.write_text(
             "[appliance]\nvar_dir = var\nbind = 127.0.0.1\n\n"
             f"[ingestor]\nport = {ingest_port}\n\n"
-            f"[writer]\ndb = {db_path}\n\n"
-            f"[web]\nport = {self.port}\n")
+            + (f"[store]\nurl = {store}\npassword_env = {PASSWORD_ENV}\n\n" if store
+               else f"[writer]\ndb = {db_path}\n\n")
+            + f"[web]\nport = {self.port}\n")
         self.log_path = workdir / "web.log"
         self.process: subprocess.Popen | None = None
 
@@ -180,7 +189,7 @@ class Targets:
     record_id: int         # an ERROR record of the large system, ~5 days old
 
 
-def find_targets(db: sqlite3.Connection) -> Targets:
+def find_targets(db) -> Targets:  # noqa: ANN001 - sqlite3 or psycopg (both take `?` here)
     newest = db.execute("SELECT max(received) FROM record").fetchone()[0]
     large, small = dataset.SYSTEMS[0], dataset.SYSTEMS[-1]
     record_id = db.execute(
@@ -314,7 +323,7 @@ class Tracer:
         wsgiref.util.setup_testing_defaults(environ)
         environ.update(REQUEST_METHOD="GET", PATH_INFO=path, QUERY_STRING=query_string)
         status: list[str] = []
-        db = self.store.connection()
+        db = self.store.connection().db  # the SqliteReader's sqlite3 connection
         captured: list[str] = []
         db.set_trace_callback(captured.append)
         try:
@@ -330,7 +339,7 @@ class Tracer:
         status, _, statements = self.serve(request.url_path)
         if not status.startswith("200"):
             raise RuntimeError(f"{request.name}: in-process {status}")
-        db = self.store.connection()
+        db = self.store.connection().db  # the SqliteReader's sqlite3 connection
         for sql in statements:
             times = []
             for _ in range(timing_repeat):
@@ -347,7 +356,7 @@ class Tracer:
                 params).fetchone()[0]
 
     def close(self) -> None:
-        self.store.connection().close()
+        self.store.connection().close()  # the SqliteReader
 
 
 def format_plan(rows: list[tuple[int, int, str]]) -> list[str]:
@@ -426,19 +435,31 @@ def main() -> None:
                         help="seconds for the timed rounds at most (then it stops early)")
     parser.add_argument("--explain", action="store_true",
                         help="print SQL and query plans of every request, not only the slow")
+    parser.add_argument("--engines", default="sqlite",
+                        help="sqlite and/or postgresql, comma-separated (sqlite runs first)")
     args = parser.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if not engines or set(engines) - {"sqlite", "postgresql"}:
+        parser.error("--engines takes sqlite, postgresql")
     if min(args.rows, args.repeat, args.like_repeat) < 1 or args.rows < dataset.BATCH:
         parser.error(f"counts must be at least 1, --rows at least {dataset.BATCH}")
     print(f"$ python3 bench/web.py {shlex.join(sys.argv[1:])}".rstrip())
     print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, Python "
           f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    results: dict[str, list[Request]] = {}
     with tempfile.TemporaryDirectory(prefix="herald-web-bench-") as tmp:
         workdir = Path(tmp)
-        run(args, workdir)
+        if "sqlite" in engines:
+            results["sqlite"] = run(args, workdir)
+        if "postgresql" in engines:
+            (workdir / "pg").mkdir()
+            results["postgresql"] = run_postgres(args, workdir / "pg")
+    if len(results) > 1:
+        print_side_by_side(results)
 
 
-def run(args: argparse.Namespace, workdir: Path) -> None:
+def run(args: argparse.Namespace, workdir: Path) -> list[Request]:
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         db_path = dataset.cache_path(args.keep.resolve(), args.rows)
@@ -515,6 +536,67 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
           f"{len(misses)} of {len(requests)} requests over {TARGET_MS:.0f} ms p95"
           + (f": {', '.join(misses)}" if misses else ""))
     print_sql(requests, args.explain)
+    return requests
+
+
+def run_postgres(args: argparse.Namespace, workdir: Path) -> list[Request]:
+    """The same rows in PostgreSQL (stored as the writer stores them), the same requests."""
+    import psycopg
+    print("\n# PostgreSQL")
+    server = PostgresServer().start()
+    os.environ[PASSWORD_ENV] = PASSWORD
+    try:
+        url = server.create_database()
+        engine = open_store(store_url.parse(url, workdir, PASSWORD_ENV))
+        engine.open(create=True)
+        started, end_time = time.monotonic(), time.time()
+        for start in range(0, args.rows, dataset.BATCH):
+            batch = dataset.rows(start, min(dataset.BATCH, args.rows - start), end_time,
+                                 args.rows)
+            engine.store_batch(batch, None, lambda values, error: None)
+            if (start // dataset.BATCH) % 50 == 49:
+                print(f"  built {start + len(batch):>9,} rows "
+                      f"({time.monotonic() - started:.0f} s)", flush=True)
+        engine.close()
+        seconds = time.monotonic() - started
+        print(f"database: built {args.rows:,} rows in {seconds:.1f} s "
+              f"({args.rows / seconds:,.0f} rows/s, COPY + one upsert statement per batch)")
+        with psycopg.connect(url, password=PASSWORD, autocommit=True) as db:
+            db.execute("VACUUM ANALYZE")  # what autovacuum does soon after a bulk load
+            size = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+            class Marks:  # find_targets writes `?`
+                def execute(self, sql: str, params: tuple = ()):  # noqa: ANN202
+                    return db.execute(sql.replace("?", "%s"), params)
+
+            targets = find_targets(Marks())
+        print(f"database: {size / 2**20:,.0f} MiB")
+        requests = make_requests(targets)
+        web = Web(workdir, workdir / "unused.sqlite", store=url)
+        try:
+            web.start()
+            print(f"web: pid {web.pid} on 127.0.0.1:{web.port}, postgres pid {server.pid}")
+            resolve_deep_pages(web, requests)
+            started = time.monotonic()
+            rounds = time_requests(web, requests, args.repeat, args.budget)
+            print(f"timed {rounds} rounds × {len(requests)} requests in "
+                  f"{time.monotonic() - started:.0f} s; web peak RSS (VmHWM) "
+                  f"{peak_rss_kib(web.pid) / 1024:.1f} MiB")
+        finally:
+            web.stop()
+        print_table(requests)
+        return requests
+    finally:
+        server.stop()
+
+
+def print_side_by_side(results: dict[str, list[Request]]) -> None:
+    names = list(results)
+    print(f"\np95 ms per request, same rows, same requests: {' | '.join(names)}")
+    print(f"{'request':<38} " + " ".join(f"{name:>11}" for name in names))
+    for number, request in enumerate(results[names[0]]):
+        cells = [results[name][number].p95 for name in names]
+        print(f"{request.name:<38} " + " ".join(f"{cell:>11.1f}" for cell in cells))
 
 
 if __name__ == "__main__":

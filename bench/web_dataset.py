@@ -40,7 +40,7 @@ from appliance.store.schema import (
     open_database,
 )
 
-VERSION = 1          # bump when the generated data changes: it is part of the cache file name
+VERSION = 2  # bump when the generated data changes: it is part of the cache file name
 SEED = 20261128
 DAYS = 30
 BATCH = 10_000       # rows per transaction
@@ -318,8 +318,8 @@ def rows(start: int, count: int, end_time: float, total: int) -> list[list]:
             shape.func,
             shape.lineno,
             pid + (rng.randrange(1, 5) if worker else 0),      # process
-            139_900_000_000_000 + rng.randrange(8) * 4096,     # thread
             f"ForkPoolWorker-{rng.randrange(1, 5)}" if worker else "MainProcess",
+            139_900_000_000_000 + rng.randrange(8) * 4096,     # thread
             f"ThreadPoolExecutor-0_{rng.randrange(8)}" if rng.random() < 0.4 else "MainThread",
             None,                                              # task_name
             system,
@@ -333,12 +333,14 @@ def rows(start: int, count: int, end_time: float, total: int) -> list[list]:
             ("v1", "v2")[rng.random() < 0.6] if rng.random() < 0.5 else None,      # api_version
             f"10.0.{system_index}.{rng.randrange(2, 250)}:{rng.randrange(30000, 60000)}",
             extra,
+            None,                                              # hops (not forwarded)
         ])
     return out
 
 
 # The column order above is the writer's; check it once against the schema.
-assert len(COLUMNS) == 30 and COLUMNS[:2] == ("seq", "origin") and COLUMNS[-1] == "extra"
+assert len(COLUMNS) == 31 and COLUMNS[:2] == ("seq", "origin") and COLUMNS[-2:] == (
+    "extra", "hops")
 assert COLUMNS[15:20] == ("process", "process_name", "thread", "thread_name", "task_name")
 
 

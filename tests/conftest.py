@@ -1,14 +1,42 @@
 import pytest
 
+from appliance.harness import postgres as pg
 from appliance.harness.instance import Instance
+
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the whole run (initdb + pg_ctl as the unprivileged
+    `postgres` user, 127.0.0.1, a free port), stopped by its PID at the end."""
+    if pg.bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    server = pg.PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=ENGINES)
+def store(request):
+    """Run the test on each engine: None (SQLite, the default) or make(), which gives a
+    fresh PostgreSQL database's URL for each call."""
+    if request.param == "sqlite":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database
 
 
 @pytest.fixture
-def instance(tmp_path):
-    """A fresh appliance instance under its own supervisord; stopped by PID afterwards."""
+def instance(tmp_path, request):
+    """A fresh appliance instance under its own supervisord; stopped by PID afterwards. In
+    a test parametrised by `store`, each instance gets that engine (its own database)."""
     made = []
+    store_of = request.getfixturevalue("store") if "store" in request.fixturenames else None
 
     def make(**settings) -> Instance:
+        if store_of is not None and "store" not in settings:
+            settings["store"] = store_of()
         inst = Instance(tmp_path / f"instance{len(made)}", **settings)
         made.append(inst)
         return inst

@@ -7,6 +7,7 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -58,12 +59,21 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str,
 class Instance:
     """An `appliance init` instance in `directory`, run by a supervisord this test owns."""
 
-    def __init__(self, directory: Path, stage: str = "TESTING", **settings: dict) -> None:
+    def __init__(self, directory: Path, stage: str = "TESTING", store: str | None = None,
+                 **settings: dict) -> None:
+        """`store`: a PostgreSQL URL (harness.postgres) instead of the SQLite default."""
         self.dir = Path(directory)
         self.port, self.web_port = free_port(), free_port()
+        self.store = store
         subprocess.run([sys.executable, "-m", "appliance", "init", str(self.dir),
                         "--stage", stage, "--ingest-port", str(self.port),
-                        "--web-port", str(self.web_port)], check=True, capture_output=True)
+                        "--web-port", str(self.web_port),
+                        *(["--store", store] if store else [])],
+                       check=True, capture_output=True)
+        if store:
+            from appliance.harness.postgres import PASSWORD, PASSWORD_ENV
+            os.environ[PASSWORD_ENV] = PASSWORD  # supervisord's programs inherit it
+            settings.setdefault("store", {})["password_env"] = PASSWORD_ENV
         self.conf = self.dir / "supervisord.conf"
         self.ini = self.dir / "conf" / "appliance.ini"
         self.db_path = self.dir / "var" / "herald.sqlite"
@@ -101,6 +111,19 @@ class Instance:
                 .replace("numprocs=1\n", f"numprocs={count}\n")
                 .replace("--shard %(process_num)d/1", f"--shard %(process_num)d/{count}"))
         self.conf.write_text(f"{head}[program:{program}]\n{body}{sep}{tail}")
+
+    def only(self, keep: tuple[str, ...], shard: tuple[int, int] | None = None) -> None:
+        """Run only the programs in `keep` (the others do not autostart); with `shard`
+        (K, N) the writer is shard K of N: one of several writer hosts on one store."""
+        text = self.conf.read_text()
+        for name in re.findall(r"^\[program:([\w-]+)\]$", text, re.MULTILINE):
+            if name not in keep:
+                text = text.replace(f"[program:{name}]\n",
+                                    f"[program:{name}]\nautostart=false\n")
+        if shard:
+            ini = "writer -c %(here)s/conf/appliance.ini --shard"
+            text = text.replace(f"{ini} %(process_num)d/1", f"{ini} {shard[0]}/{shard[1]}")
+        self.conf.write_text(text)
 
     # supervisord -----------------------------------------------------------------------
     def start(self, wait_programs: tuple[str, ...] = ("ingestor", "writer")) -> Instance:
@@ -146,7 +169,12 @@ class Instance:
         return self.pid(program)
 
     # data ------------------------------------------------------------------------------
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def query(self, sql: str, params: tuple = (), schema: str | None = None) -> list[tuple]:
+        """Rows of one statement (`?` placeholders) on this instance's store, [] while the
+        table is not there yet."""
+        if self.store:
+            from appliance.harness.postgres import query
+            return query(self.store, sql, params, schema)
         if not self.db_path.exists():
             return []
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30) as db:
@@ -157,8 +185,12 @@ class Instance:
                     return []
                 raise
 
-    def alerts(self, where: str = "1", params: tuple = ()) -> list[dict]:
+    def alerts(self, where: str = "1=1", params: tuple = ()) -> list[dict]:
         """Rows of neelix's alert outbox/history."""
+        if self.store:
+            from appliance.harness.postgres import query
+            return query(self.store, f"SELECT * FROM alert WHERE {where} ORDER BY id",  # noqa: S608
+                         params, "neelix", as_dicts=True)
         if not self.state_path.exists():
             return []
         with sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=30) as db:
@@ -174,7 +206,7 @@ class Instance:
     def stats(self, name: str) -> dict:
         return read_stats(self.dir / "var", name) or {}
 
-    def count(self, where: str = "1", params: tuple = ()) -> int:
+    def count(self, where: str = "1=1", params: tuple = ()) -> int:
         rows = self.query(f"SELECT count(*) FROM record WHERE {where}", params)
         return rows[0][0] if rows else 0
 
@@ -217,7 +249,7 @@ class Instance:
                 return False
         wait_until(listening, timeout, "the web viewer to listen", self.diagnostics)
 
-    def wait_count(self, expected: int, where: str = "1", params: tuple = (),
+    def wait_count(self, expected: int, where: str = "1=1", params: tuple = (),
                    timeout: float = 120) -> None:
         wait_until(lambda: self.count(where, params) >= expected, timeout,
                    f"{expected} records where {where}",

@@ -19,6 +19,8 @@ from typing import Any
 from appliance.config import Config
 from appliance.spine import retention
 from appliance.spine.stats import read_all
+from appliance.store.engine import open_store
+from appliance.store.url import StoreUnavailable
 
 RPC_TIMEOUT = 5.0
 
@@ -34,6 +36,7 @@ class Snapshot:
     db_bytes: int
     disk_free: int
     problems: list[str] = field(default_factory=list)
+    store_error: str | None = None      # the shared database cannot be reached
 
     @property
     def healthy(self) -> bool:
@@ -79,16 +82,6 @@ def lags(journal_dir: Path, head: int) -> dict[str, int]:
             for name, seq in sorted(retention.read_cursors(journal_dir).items())}
 
 
-def _size(*paths: Path) -> int:
-    total = 0
-    for path in paths:
-        try:
-            total += path.stat().st_size
-        except OSError:
-            pass
-    return total
-
-
 _latest: tuple[float, Snapshot | None] = (0.0, None)
 _taking = threading.Lock()
 
@@ -115,12 +108,15 @@ def snapshot(config: Config) -> Snapshot:
     stats = {name: counters for name, counters in
              read_all(config.appliance.var_dir).items() if counters is not None}
     head = int(stats.get("ingestor", {}).get("next_seq", 1)) - 1
-    db = Path(config.writer.db)
+    try:
+        db_bytes, store_error = open_store(config.store.url).size_bytes(), None
+    except StoreUnavailable as away:  # (not `error`: that name holds supervisord's)
+        db_bytes, store_error = None, str(away)
     snap = Snapshot(
         time=now, programs=states, supervisor_error=error, stats=stats,
         lag=lags(config.journal.dir, head),
         journal_bytes=int(stats.get("ingestor", {}).get("journal_bytes", 0)),
-        db_bytes=_size(db, db.with_name(db.name + "-wal")),
+        db_bytes=db_bytes or 0, store_error=store_error,
         disk_free=shutil.disk_usage(config.appliance.var_dir).free)
     snap.problems = problems(snap, config)
     return snap
@@ -131,6 +127,8 @@ def problems(snap: Snapshot, config: Config) -> list[str]:
     found = []
     if snap.supervisor_error:
         found.append(snap.supervisor_error)
+    if snap.store_error:
+        found.append(snap.store_error)
     found += [f"{name} is {state}" for name, state in sorted(snap.programs.items())
               if state != "RUNNING"]
     found += [f"{name} is {behind} records behind the journal (limit "

@@ -26,7 +26,9 @@ from appliance.neelix.rules import RuleMatcher
 from appliance.neelix.transports.record import ALERT_LOGGER
 from appliance.runtime import command_parser, typed
 from appliance.spine.record import INDEX
+from appliance.store.engine import open_store
 from appliance.store.reader import RecordStore
+from appliance.store.url import StoreUnavailable
 from appliance.times import when_text
 
 USAGE = """\
@@ -99,15 +101,17 @@ def dry_run(argv: list[str]) -> None:
 
 
 def _stored(config: Config, start: float) -> Iterator[list]:
-    if not Path(config.writer.db).exists():
-        raise SystemExit(f"appliance neelix test: no herald database at {config.writer.db} "
-                         "yet (has the writer run?)")
-    return RecordStore(config.writer.db).values_since(start)
+    store = RecordStore(open_store(config.store.url))
+    try:
+        store.connection()
+    except StoreUnavailable as error:
+        raise SystemExit(f"appliance neelix test: {error}") from None
+    return store.values_since(start)
 
 
 def _open_state(config_path: str) -> None:
     config = load_config(config_path)
-    state.open_state(config.neelix.state)
+    state.open_state(state.state_target(config))
 
 
 def snooze(argv: list[str]) -> None:
@@ -119,8 +123,10 @@ def snooze(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     _open_state(args.config)
     until = time.time() + args.duration
-    state.Snooze.replace(system=args.system, until=until, reason=args.reason,
-                         created=time.time()).execute()
+    values = {state.Snooze.until: until, state.Snooze.reason: args.reason,
+              state.Snooze.created: time.time()}
+    state.Snooze.insert({state.Snooze.system: args.system, **values}).on_conflict(
+        conflict_target=[state.Snooze.system], update=values).execute()
     print(f"{args.system}: notices held until {when_text(until)}")
 
 

@@ -15,9 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.config import Config
 from appliance.neelix.notice import EVENTS
-from appliance.neelix.state import FAILED, HELD, PENDING, SENT
+from appliance.neelix.state import FAILED, HELD, PENDING, SCHEMA, SENT, state_target
+from appliance.store.engine import ReadConnection, open_store
 from appliance.store.query import MAX_ID, QueryError
+from appliance.store.url import MissingTable, StoreUnavailable, StoreUrl
 
 STATUSES = (PENDING, SENT, FAILED, HELD)
 PARAMETERS = frozenset({"system", "status", "event", "before"})
@@ -105,6 +108,14 @@ def watch_from(beats: Iterable[dict], incidents: Iterable[dict], snoozes: Iterab
     return HeartbeatView(by_system, down, running)
 
 
+def alert_history(config: Config) -> AlertHistory:
+    """The web's view of neelix's state where neelix keeps it (state.state_target)."""
+    target = state_target(config)
+    if isinstance(target, StoreUrl):
+        return SharedAlertHistory(target)
+    return AlertHistory(target)
+
+
 class AlertHistory:
     """Read-only access to neelix's state file: one connection per server thread, opened
     only once the file exists and reopened if neelix's file is replaced."""
@@ -178,7 +189,7 @@ class AlertHistory:
             where.append("id < ?")
             params.append(query.before)
         sql = (f"SELECT {', '.join(ALERT_COLUMNS)} FROM alert "  # noqa: S608
-               f"WHERE {' AND '.join(where) or '1'} ORDER BY id DESC LIMIT ?")
+               f"WHERE {' AND '.join(where) or '1=1'} ORDER BY id DESC LIMIT ?")
         rows = self.rows(sql, [*params, limit + 1]) or []
         older = rows[limit - 1]["id"] if len(rows) > limit else None
         return rows[:limit], older
@@ -191,3 +202,24 @@ class AlertHistory:
             return None
         incidents = self.rows("SELECT system, opened FROM incident WHERE closed IS NULL") or []
         return watch_from(beats, incidents, self.snoozes(now), now)
+
+
+class SharedAlertHistory(AlertHistory):
+    """neelix's state in the shared PostgreSQL store (its schema `neelix`), read by a web on
+    any host. A store that is away raises StoreUnavailable (the web answers 503)."""
+
+    def __init__(self, url: StoreUrl) -> None:  # no file: the store's connections
+        self.engine = open_store(url)
+        self._local = threading.local()
+
+    def rows(self, sql: str, params: list | tuple = ()) -> list[dict] | None:
+        db: ReadConnection | None = getattr(self._local, "db", None)
+        try:
+            if db is None:
+                db = self._local.db = self.engine.reader(schema=SCHEMA)
+            return db.rows(sql, params)
+        except MissingTable:
+            return None  # neelix has not run yet
+        except StoreUnavailable:
+            self._local.db = None
+            raise

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     args, config = start_process(parser, argv)
     book = rule_book(config)
     settings = config.neelix
-    state.open_state(settings.state)
+    state.open_state_when_reachable(state.state_target(config))
     adopt_orphans(book, args.shard)
     secrets = frozenset(a.options["password_env"] for a in book.actions.values()
                         if a.options.get("password_env"))

@@ -1,5 +1,6 @@
-"""neelix's own SQLite file: its cursor, rule throttles, heartbeat states, incidents, snoozes
-and the alert outbox (which doubles as the alert history the web shows on /alerts).
+"""neelix's own state: its cursor, rule throttles, heartbeat states, incidents, snoozes and the
+alert outbox (which doubles as the alert history the web shows on /alerts). A SQLite file of
+its own, or the schema `neelix` of the shared store when that is PostgreSQL.
 
 A batch's state changes, its alerts and the cursor commit in one transaction: after kill -9,
 neelix neither forgets an incident nor re-evaluates a record whose notices are already queued.
@@ -16,12 +17,15 @@ from pathlib import Path
 
 import peewee as pw
 
+from appliance.config import Config
 from appliance.neelix.heartbeats import HeartbeatWatch, Pulse
 from appliance.neelix.notice import Notice
 from appliance.neelix.rules import RuleMatcher, Throttle
+from appliance.store.url import POSTGRESQL, StoreUrl
 
 log = logging.getLogger(__name__)
-state_db = pw.SqliteDatabase(None)
+state_db = pw.DatabaseProxy()
+SCHEMA = "neelix"  # on PostgreSQL: its own schema, so its `cursor` is not the writer's
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 10000}
 PENDING, SENT, FAILED, HELD = "pending", "sent", "failed", "held"
 
@@ -108,15 +112,62 @@ class Alert(_Model):
 MODELS = (CursorRow, ThrottleRow, PulseRow, Incident, Snooze, Alert)
 
 
-def open_state(path: str | Path, create: bool = True) -> pw.SqliteDatabase:
-    path = Path(path)
+def state_target(config: Config) -> Path | StoreUrl:
+    """Where this appliance keeps neelix's state: the shared store when it is PostgreSQL (so
+    the web on another host shows /alerts and heartbeats), else [neelix] state's file."""
+    url = config.store.url
+    return url if url.engine == POSTGRESQL else config.neelix.state
+
+
+def open_state(target: str | Path | StoreUrl, create: bool = True) -> pw.Database:
+    if isinstance(target, StoreUrl):
+        args = target.connect_args()
+        for model in MODELS:
+            model._meta.schema = SCHEMA
+        state_db.initialize(pw.PostgresqlDatabase(args.pop("conninfo"), **args))
+        if create:
+            with state_db.atomic():
+                state_db.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                state_db.create_tables(MODELS)
+        return state_db
+    path = Path(target)
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
-    state_db.init(str(path), pragmas=PRAGMAS, check_same_thread=False)
+    for model in MODELS:
+        model._meta.schema = None
+    state_db.initialize(pw.SqliteDatabase(str(path), pragmas=PRAGMAS,
+                                          check_same_thread=False))
     if create:
         with state_db.atomic():
             state_db.create_tables(MODELS)
     return state_db
+
+
+def open_state_when_reachable(target: Path | StoreUrl) -> pw.Database:
+    """neelix's start: while the shared store is away (server down, wrong password) wait and
+    try again with backoff, one line per try naming the URL (never the password). A SQLite
+    file's errors go up at once."""
+    attempt = 0
+    while True:
+        try:
+            return open_state(target)
+        except pw.OperationalError as error:  # peewee's wrapping of psycopg's
+            if not isinstance(target, StoreUrl):
+                raise
+            attempt += 1
+            delay = min(2 ** (attempt - 1), 30)
+            reason = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            log.error("the store %s is unavailable (%s); neelix waits, retrying in %ds",
+                      target.display, reason, delay)
+            time.sleep(delay)
+
+
+def write_transaction() -> object:
+    """A write transaction: on SQLite IMMEDIATE (the busy timeout applies at BEGIN, not
+    mid-transaction); PostgreSQL locks rows as it goes."""
+    if isinstance(state_db.obj, pw.SqliteDatabase):
+        return state_db.atomic(lock_type="IMMEDIATE")
+    return state_db.atomic()
 
 
 def load_cursor(name: str, origin: str, head: int) -> int:
@@ -178,7 +229,7 @@ def commit(notices: list[Notice], rules: RuleMatcher, heartbeats: HeartbeatWatch
     move the cursor, in one transaction. Returns how many alerts were queued to send."""
     now = time.time()
     queued = 0
-    with state_db.atomic(lock_type="IMMEDIATE"):
+    with write_transaction():
         _save_states(rules, heartbeats, shard)
         for name, system in heartbeats.forgotten:
             Incident.update(closed=now).where(
@@ -212,18 +263,21 @@ def _save_states(rules: RuleMatcher, heartbeats: HeartbeatWatch, shard: str) -> 
                                          (ThrottleRow.rule == rule) &
                                          (ThrottleRow.key == key)).execute()
         else:
-            ThrottleRow.replace(shard=shard, rule=rule, key=key,
-                                  data=json.dumps(dataclasses.asdict(throttle),
-                                                  default=str)).execute()
+            data = json.dumps(dataclasses.asdict(throttle), default=str)
+            ThrottleRow.insert(shard=shard, rule=rule, key=key, data=data).on_conflict(
+                conflict_target=[ThrottleRow.shard, ThrottleRow.rule, ThrottleRow.key],
+                update={ThrottleRow.data: data}).execute()
     for name, system in heartbeats.dirty:
         beat = heartbeats.pulses.get((name, system))
         if beat is None:
             PulseRow.delete().where((PulseRow.heartbeat == name) &
                                      (PulseRow.system == system)).execute()
         else:
-            PulseRow.replace(heartbeat=name, system=system, last_seen=beat.last_seen,
-                              down_since=beat.down_since, notified=beat.notified,
-                              seen=beat.seen).execute()
+            values = {PulseRow.last_seen: beat.last_seen, PulseRow.down_since: beat.down_since,
+                      PulseRow.notified: beat.notified, PulseRow.seen: beat.seen}
+            PulseRow.insert({PulseRow.heartbeat: name, PulseRow.system: system, **values}) \
+                .on_conflict(conflict_target=[PulseRow.heartbeat, PulseRow.system],
+                             update=values).execute()
 
 
 def _incident(notice: Notice) -> None:

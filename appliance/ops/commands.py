@@ -19,8 +19,10 @@ from appliance.config import load as load_config
 from appliance.monitor import health
 from appliance.progress import Progress
 from appliance.runtime import command_parser, typed
+from appliance.store.engine import open_store
 from appliance.store.query import Query, QueryError, parse
 from appliance.store.reader import RecordStore
+from appliance.store.url import StoreUnavailable
 from appliance.times import when_text, with_iso_times
 
 SHOWN = ("id", "received", "levelname", "system_id", "sub_system_id", "logger", "message")
@@ -128,9 +130,12 @@ def _filters(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str
 
 
 def _store(config: Config) -> RecordStore:
-    if not config.writer.db.exists():
-        raise SystemExit(f"no herald database at {config.writer.db} yet (has the writer run?)")
-    return RecordStore(config.writer.db)
+    store = RecordStore(open_store(config.store.url, config.store.admin_url))
+    try:
+        store.connection()
+    except StoreUnavailable as error:
+        raise SystemExit(str(error)) from None
+    return store
 
 
 def _print(rows: list[dict], as_json: bool) -> None:
@@ -198,17 +203,19 @@ def tail(argv: list[str]) -> None:
 
 
 def purge(argv: list[str]) -> None:
-    from appliance.store.purge import count_older_than, purge_older_than
     parser = command_parser("purge", "Delete records received longer ago than a duration, in small "
                      "transactions (the appliance may run meanwhile).")
     parser.add_argument("--older-than", required=True, type=typed(c.duration),
                         help="e.g. 30d, 12h")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    _store(config)
+    store = _store(config)
     cutoff = time.time() - args.older_than
-    bar = Progress("purging", count_older_than(config.writer.db, cutoff))
-    deleted = purge_older_than(config.writer.db, cutoff, config.writer.delete_batch, bar.update)
+    try:
+        bar = Progress("purging", store.engine.count_older_than(cutoff))
+        deleted = store.engine.purge_older_than(cutoff, config.writer.delete_batch, bar.update)
+    except StoreUnavailable as error:
+        raise SystemExit(str(error)) from None
     bar.finish()
     print(f"deleted {deleted} records received before {when_text(cutoff)}")
 

@@ -15,12 +15,14 @@ from appliance.config import SETTINGS
 from appliance.errors import ConfigError
 from appliance.ops.templates import NEELIX_INI, render_appliance_ini, render_supervisord
 from appliance.stages import Stage, stage_named
+from appliance.store import url as store_url
 
 UNIX_PATH_MAX = 107
 
 
 def init(directory: Path, stage: Stage, ingest_port: int | None = None,
-         web_port: int | None = None, force: bool = False, check_ports: bool = True) -> Path:
+         web_port: int | None = None, force: bool = False, check_ports: bool = True,
+         store: str | None = None) -> Path:
     """Write an instance into `directory`; return its supervisord.conf. Ports another
     process holds are refused: a second instance on them would crash-loop."""
     directory = Path(directory).resolve()
@@ -44,7 +46,8 @@ def init(directory: Path, stage: Stage, ingest_port: int | None = None,
                               str(directory))
     for sub in ("conf", "var/run", "var/log"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
-    ini.write_text(render_appliance_ini(stage, ingest_port, web_port), encoding="utf-8")
+    ini.write_text(render_appliance_ini(stage, ingest_port, web_port, store),
+                   encoding="utf-8")
     neelix = directory / "conf" / "neelix.ini"
     if not neelix.exists():
         neelix.write_text(NEELIX_INI, encoding="utf-8")
@@ -56,7 +59,7 @@ def init(directory: Path, stage: Stage, ingest_port: int | None = None,
 
 
 def init_main(argv: list[str]) -> None:
-    """`appliance init DIR [--stage S] [--ingest-port N] [--web-port N] [--force]`."""
+    """`appliance init DIR [--stage S] [--ingest-port N] [--web-port N] [--store URL] [--force]`."""
     parser = argparse.ArgumentParser(
         prog="appliance init", description="Write a self-contained appliance instance.")
     parser.add_argument("directory", type=Path)
@@ -68,9 +71,17 @@ def init_main(argv: list[str]) -> None:
     parser.add_argument("--ports-in-use", action="store_true",
                         help="write it even if its ports are taken now (e.g. to replace the "
                         "instance holding them)")
+    parser.add_argument("--store", help="[store] url, e.g. postgresql://herald@db:5432/herald "
+                        "(default: SQLite under var/); the password goes in password_env or "
+                        "password_file")
     args = parser.parse_args(argv)
+    if args.store:
+        try:
+            store_url.parse(args.store, args.directory / "conf")
+        except ValueError as error:
+            parser.error(f"--store: {error}")
     conf = init(args.directory, args.stage, args.ingest_port, args.web_port, args.force,
-                check_ports=not args.ports_in_use)
+                check_ports=not args.ports_in_use, store=args.store)
     print(f"wrote {conf.parent} (stage {args.stage.name}); start it with:\n"
           f"  supervisord -c {conf}\n  supervisorctl -c {conf} status")
 

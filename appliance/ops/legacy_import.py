@@ -25,7 +25,8 @@ from appliance.errors import ConfigError
 from appliance.ops.legacy_rows import ATTEMPTS, TABLE, Converter, Refused, Unreadable, make_plan
 from appliance.progress import Progress
 from appliance.spine.record import Caps
-from appliance.store.schema import INSERT_SQL, after_insert, database, newest_id, open_database
+from appliance.store.engine import Engine, open_store
+from appliance.store.url import SQLITE, StoreUnavailable, StoreUrl
 
 
 def _zone(name: str) -> datetime.tzinfo:
@@ -76,18 +77,16 @@ def main(argv: list[str]) -> None:
         print("appliance import-legacy: interrupted; the records inserted so far stay (a "
               "second run skips them)", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
-    finally:
-        if not database.is_closed():
-            database.close()
 
 
 def run(args: argparse.Namespace) -> None:
     config = None
     if args.db is None or args.config is not None:
         config = load_config(args.config or "conf/appliance.ini")
-    target = Path(args.db or config.writer.db)
+    url = StoreUrl(SQLITE, path=args.db.resolve()) if args.db else config.store.url
     source, names, total = _open_old(args.old)
-    if target.exists() and target.resolve() == args.old.resolve():
+    target = url.path or url.display
+    if url.path and url.path.exists() and url.path == args.old.resolve():
         raise Refused(f"{args.old} is the target herald DB itself")
     plan = make_plan(names)
     order = f'"{names[plan.seq]}"' if plan.seq is not None else "rowid"
@@ -100,9 +99,10 @@ def run(args: argparse.Namespace) -> None:
     origin = args.origin or f"legacy:{args.old.stem}"
     converter = Converter(plan, origin, args.timezone, caps, now,
                           not_before=now - keep if keep > 0 else None)
+    engine = open_store(url)
     try:
-        open_database(target, create=True)
-    except (pw.PeeweeException, sqlite3.Error, OSError) as error:
+        engine.open(create=True)
+    except (StoreUnavailable, pw.PeeweeException, sqlite3.Error, OSError) as error:
         raise Refused(f"cannot open the herald DB {target}: {error}") from None
     print(f"importing {total:,} rows of {args.old} (table {TABLE}) into {target} "
           f"as origin {origin!r}\ncolumn mapping (record ← {TABLE}):", *plan.describe(),
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
         for batch in _batches(source, select, args.batch):
             records = [v for v in map(converter.convert, batch) if v is not None]
             read, converted = read + len(batch), converted + len(records)
-            stored += _store(records) if records else 0
+            stored += _store(engine, records) if records else 0
             bar.update(read)
             if not bar.shown and time.monotonic() - shown >= 1:
                 shown = time.monotonic()
@@ -123,9 +123,13 @@ def run(args: argparse.Namespace) -> None:
     except Unreadable as error:
         raise Refused(f"reading {args.old} failed after {read:,} rows ({error}); the "
                       f"{stored:,} records inserted stay (a second run skips them)") from None
-    except (pw.PeeweeException, sqlite3.Error) as error:
+    except Exception as error:  # the database's own trouble, on either engine
+        if isinstance(error, (Refused, KeyboardInterrupt)):
+            raise
         raise Refused(f"storing into {target} failed after {read:,} rows ({error}); the "
                       f"{stored:,} records inserted stay (a second run skips them)") from None
+    finally:
+        engine.close()
     bar.finish()
     _summary(read, converted, stored, time.monotonic() - started, converter, keep)
 
@@ -178,25 +182,35 @@ def _batches(source: sqlite3.Connection, select: str, size: int) -> Iterator[lis
         raise Unreadable(str(error)) from None
 
 
-def _store(records: list[list]) -> int:
-    """Insert a batch with its FTS rows, facets and hourly counts, as the writer does; a
-    record already there (same origin and seq) is ignored. IMMEDIATE: the write lock is taken
-    at BEGIN, where the busy timeout applies, so the live writer's batches interleave."""
+def _store(engine: Engine, records: list[list]) -> int:
+    """Insert a batch with its search index, facets and hourly counts, as the writer does; a
+    record already there (same origin and seq) is ignored. While the live writer holds the
+    lock (or the server is briefly away), wait and try again."""
+    # PostgreSQL's unique key holds `received` too (the partition key), which a row without
+    # a readable time gets from the import's clock: skip what is there by (origin, seq).
+    reader = engine.reader()
+    try:
+        known = {(row["origin"], row["seq"]) for row in reader.rows(
+            "SELECT origin, seq FROM record WHERE origin = ? AND seq IN "  # noqa: S608
+            f"({', '.join('?' * len(records))})", [records[0][1], *(r[0] for r in records)])}
+    finally:
+        reader.close()
+    records = [r for r in records if (r[1], r[0]) not in known]
+    if not records:
+        return 0
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with database.atomic(lock_type="IMMEDIATE"):
-                before = newest_id()
-                cursor = database.cursor()
-                cursor.executemany(INSERT_SQL, records)
-                if cursor.rowcount:
-                    after_insert(before)
-                return cursor.rowcount
-        except (pw.OperationalError, sqlite3.OperationalError) as error:
-            if attempt == ATTEMPTS or not any(w in str(error) for w in ("locked", "busy")):
+            return engine.store_batch(records, None, _refused_row)
+        except Exception as error:
+            if attempt == ATTEMPTS or not engine.transient(error):
                 raise
-            print(f"  the herald DB is busy ({error}); trying again", flush=True)
+            print(f"  the herald store is busy ({error}); trying again", flush=True)
             time.sleep(attempt)
     return 0
+
+
+def _refused_row(values: list, error: BaseException) -> None:
+    print(f"  record {values[1]}:{values[0]} refused by the database: {error}", flush=True)
 
 
 if __name__ == "__main__":

@@ -176,9 +176,13 @@ def render_in_place() -> str:
                               "supervisord.conf", IN_PLACE_SEARCH_PATH)
 
 
-def render_appliance_ini(stage: Stage, ingest_port: int | None, web_port: int | None) -> str:
-    """Every setting with its help; the stage and chosen ports set, the rest commented."""
+def render_appliance_ini(stage: Stage, ingest_port: int | None, web_port: int | None,
+                         store: str | None = None) -> str:
+    """Every setting with its help; the stage, chosen ports and store set, the rest
+    commented."""
     chosen = {("appliance", "stage"): stage.name}
+    if store:
+        chosen[("store", "url")] = store
     if ingest_port:
         chosen[("ingestor", "port")] = str(ingest_port)
     if web_port:

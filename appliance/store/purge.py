@@ -1,12 +1,11 @@
-"""Deleting old records in short batches, so readers and writers never wait long: used by
-the writer's retention and the web's admin purge.
+"""Deleting old SQLite records in short batches, so readers and writers never wait long: used
+by the SQLite engine's retention and admin purge (PostgreSQL's are in postgres_engine.py).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 
 OLDER_THAN = "SELECT id FROM record WHERE received < ? ORDER BY received LIMIT ?"
 UP_TO_ID = "SELECT id FROM record WHERE id <= ? ORDER BY id LIMIT ?"
@@ -32,23 +31,3 @@ def delete_in_batches(db: sqlite3.Connection, select_ids: str, bound: float,
             progress(deleted)
         if count < batch:
             return deleted
-
-
-def count_older_than(path: Path, cutoff: float) -> int:
-    """How many records a purge at `cutoff` deletes (the received index counts them)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return db.execute("SELECT count(*) FROM record WHERE received < ?",
-                          (cutoff,)).fetchone()[0]
-    finally:
-        db.close()
-
-
-def purge_older_than(path: Path, cutoff: float, batch: int,
-                     progress: Callable[[int], None] | None = None) -> int:
-    """The admin purge (web and command line): its own short-lived write connection."""
-    db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    try:
-        return delete_in_batches(db, OLDER_THAN, cutoff, batch, progress)
-    finally:
-        db.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from appliance.converters import level_number
@@ -34,6 +34,24 @@ class QueryError(ApplianceError):
     """A request parameter is wrong; `status` is the HTTP answer."""
 
     status = 400
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs in SQL between the engines, for the statements built here and in the
+    reader. Statements use `?` placeholders on both (the PostgreSQL reader converts them)."""
+
+    name: str
+    match: str  # the full-text condition, one `?` for the search parameter
+    time_first_match: str  # the same, phrased so the planner walks the time range first
+    search_parameter: Callable[[str], str]  # the user's search → the `?` value
+    search_only: Callable[[Query, str, str], tuple[str, list]] | None  # a search-only page
+    bucket: str  # "{x}" → the whole number of time buckets below x (a float expression)
+    same: str  # null-safe equality with `?`: "{column} IS ?" or "IS NOT DISTINCT FROM"
+    unindexed: str  # "{column}", hidden from SQLite's planner with a unary +
+    # bound a filter on a column without an index by the time its value was seen (facets),
+    # so day partitions outside it are not read at all
+    narrow_by_facets: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,19 +143,20 @@ def fts_expression(text: str) -> str:
     return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
 
 
-def build(query: Query, columns: str = "*") -> tuple[str, list]:
+def build(query: Query, columns: str = "*", dialect: Dialect | None = None) -> tuple[str, list]:
     """One SELECT over `record` for the query: filters, keyset bound, order, limit+1 rows (the
     extra row tells whether another page exists). It reads away from the cursor: downwards
     from `before`, upwards from `after`; `fetches_descending` says which, so the caller can
     show the rows in the order asked for."""
+    dialect = dialect or SQLITE
     order = "DESC" if fetches_descending(query) else "ASC"
     if query.text and not query.equals and query.level is None and query.since is None \
-            and query.until is None:
-        return _search_only(query, columns, order)
-    where, params = where_clause(query)
+            and query.until is None and dialect.search_only is not None:
+        return dialect.search_only(query, columns, order)
+    where, params = where_clause(query, dialect=dialect)
     _add_cursor(query, "id", where, params)
     # Keyset on id (the order records were stored in): no OFFSET scans, stable pages.
-    sql = (f"SELECT {columns} FROM record WHERE {' AND '.join(where) or '1'} "  # noqa: S608
+    sql = (f"SELECT {columns} FROM record WHERE {' AND '.join(where) or '1=1'} "  # noqa: S608
            f"ORDER BY id {order} LIMIT ?")
     return sql, [*params, query.limit + 1]
 
@@ -170,10 +189,12 @@ def fetches_descending(query: Query) -> bool:
     return query.newest_first
 
 
-def where_clause(query: Query, time_first: bool = False) -> tuple[list[str], list]:
+def where_clause(query: Query, time_first: bool = False,
+                 dialect: Dialect | None = None) -> tuple[list[str], list]:
     """The filter part, shared by the table, the histogram and exports. `time_first` makes
     SQLite walk a (short) time range and test each row against the search's matches, instead
     of fetching every match of the whole history (`+id` hides the rowid from the planner)."""
+    dialect = dialect or SQLITE
     where: list[str] = []
     params: list = []
     for key, value in query.equals.items():
@@ -189,6 +210,10 @@ def where_clause(query: Query, time_first: bool = False) -> tuple[list[str], lis
         where.append("received < ?")
         params.append(query.until)
     if query.text:
-        where.append(TIME_FIRST_MATCH if time_first else MATCH)
-        params.append(fts_expression(query.text))
+        where.append(dialect.time_first_match if time_first else dialect.match)
+        params.append(dialect.search_parameter(query.text))
     return where, params
+
+
+SQLITE = Dialect("sqlite", MATCH, TIME_FIRST_MATCH, fts_expression, _search_only,
+                 bucket="CAST({x} AS INTEGER)", same="{column} IS ?", unindexed="+{column}")

@@ -2,7 +2,8 @@
 record and its neighbours and the path it was forwarded along, filter options, per-system
 summaries, histogram counts, exports.
 
-One SQLite connection per server thread, opened read-only (WAL: it never blocks the writer).
+One read-only connection per server thread, from the store's engine (SQLite or PostgreSQL);
+the engine's Dialect writes what differs. A store that is away raises StoreUnavailable.
 """
 
 from __future__ import annotations
@@ -10,57 +11,62 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from appliance.spine.record import COLUMNS
 from appliance.spine.stats import epoch
+from appliance.store.engine import Engine, ReadConnection
 from appliance.store.query import (
     EQUALITY_FIELDS,
     Query,
     QueryError,
     build,
     fetches_descending,
-    fts_expression,
     where_clause,
 )
+from appliance.store.url import StoreUnavailable
 
 AROUND = 10  # records shown before and after one on its detail page
 HOUR = 3600
 MAX_HOPS = 64  # a longer hops list is not the relay's (it keeps 16): shown as text
+RECORD = f"id, {', '.join(COLUMNS)}"  # every column of a record (PostgreSQL has `search` too)
 
 
 class RecordStore:
-    """Read-only access to the herald DB: one connection per server thread."""
+    """Read-only access to the herald store: one connection per server thread."""
 
-    def __init__(self, path: Path) -> None:
-        self.uri = f"file:{path}?mode=ro"
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
         self._local = threading.local()
 
-    def connection(self) -> sqlite3.Connection:
+    def connection(self) -> ReadConnection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.uri, uri=True, timeout=10, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA query_only = 1")
-            self._local.db = db
+            db = self._local.db = self.engine.reader()
         return db
 
     def rows(self, sql: str, params: list | tuple = ()) -> list[dict]:
-        return [dict(row) for row in self.connection().execute(sql, params)]
+        try:
+            return self.connection().rows(sql, params)
+        except StoreUnavailable:
+            self._local.db = None  # connect afresh next time
+            raise
 
     def check_search(self, text: str) -> None:
-        """Let FTS5 parse the search on its own, so its complaint becomes a 400 and any
+        """Let the engine parse the search on its own, so its complaint becomes a 400 and any
         other database error stays a 500. The web checks each request's search once, with
         the other parameters; the query methods trust it."""
         try:
-            self.connection().execute(
-                "SELECT rowid FROM record_fts WHERE record_fts MATCH ? LIMIT 1",
-                (fts_expression(text),)).fetchall()
-        except sqlite3.OperationalError as error:
+            self.rows(f"SELECT 1 FROM record WHERE {self.dialect.match} LIMIT 1",  # noqa: S608
+                      (self.dialect.search_parameter(text),))
+        except QueryError:
+            raise
+        except StoreUnavailable:
+            raise
+        except Exception as error:  # the engine's own error type for a malformed search
             raise QueryError(f"search syntax: {error} (words, \"a phrase\", prefix*, "
                              "AND/OR/NOT, parentheses)") from None
 
@@ -69,7 +75,7 @@ class RecordStore:
         query has more beyond them."""
         if not self.can_match(query):
             return [], False
-        sql, params = build(query)
+        sql, params = build(self.narrowed(query), RECORD, self.dialect)
         rows = self.rows(sql, params)
         more = len(rows) > query.limit  # more beyond, in the direction read
         rows = rows[:query.limit]
@@ -78,7 +84,7 @@ class RecordStore:
         return rows, more
 
     def record(self, record_id: int) -> dict | None:
-        rows = self.rows("SELECT * FROM record WHERE id = ?", (record_id,))
+        rows = self.rows(f"SELECT {RECORD} FROM record WHERE id = ?", (record_id,))  # noqa: S608
         return rows[0] if rows else None
 
     def record_id(self, origin: str, seq: int) -> int | None:
@@ -87,10 +93,10 @@ class RecordStore:
         return rows[0]["id"] if rows else None
 
     def around(self, record: dict) -> tuple[list[dict], list[dict]]:
-        same = "system_id IS ?"
-        before = self.rows(f"SELECT * FROM record WHERE {same} AND id < ? "  # noqa: S608
+        same = self.dialect.same.format(column="system_id")
+        before = self.rows(f"SELECT {RECORD} FROM record WHERE {same} AND id < ? "  # noqa: S608
                            "ORDER BY id DESC LIMIT ?", (record["system_id"], record["id"], AROUND))
-        after = self.rows(f"SELECT * FROM record WHERE {same} AND id > ? "  # noqa: S608
+        after = self.rows(f"SELECT {RECORD} FROM record WHERE {same} AND id > ? "  # noqa: S608
                           "ORDER BY id ASC LIMIT ?", (record["system_id"], record["id"], AROUND))
         return list(reversed(after)), before
 
@@ -105,6 +111,28 @@ class RecordStore:
         table instead of scanning a column that has no index."""
         return all(self.rows("SELECT 1 FROM facet WHERE field = ? AND value = ? LIMIT 1",
                              (name, value)) for name, value in query.equals.items())
+
+    def narrowed(self, query: Query) -> Query:
+        """On an engine that asks for it: the query bounded in time by when its values of
+        columns without an index were first and last seen (the facet table, kept in the
+        rows' own transactions, so no matching row lies outside). The same rows."""
+        fields = [name for name in query.equals if name != "system_id"]
+        if not self.dialect.narrow_by_facets or not fields:
+            return query
+        since, until = query.since, query.until
+        for name in fields:
+            where, params = "field = ? AND value = ?", [name, query.equals[name]]
+            if "system_id" in query.equals:
+                where += " AND system_id = ?"
+                params.append(query.equals["system_id"])
+            seen = self.rows("SELECT min(first_seen) AS low, max(last_seen) AS high "  # noqa: S608
+                             f"FROM facet WHERE {where}", params)[0]
+            if seen["low"] is None:
+                continue
+            since = seen["low"] if since is None else max(since, seen["low"])
+            high = math.nextafter(seen["high"], math.inf)  # `until` is exclusive
+            until = high if until is None else min(until, high)
+        return dataclasses.replace(query, since=since, until=until)
 
     def systems(self, now: float | None = None, also: Iterable[str] = ()) -> list[dict]:
         """Per system: hosts, last record, records and errors in the last hour, versions.
@@ -131,10 +159,11 @@ class RecordStore:
                                            "first_seen": row["first_seen"]})
         # `+system_id` keeps the planner on the time index: the last hour is small, a
         # system's whole history is not (1 s instead of 1 ms at 1M rows, measured).
-        for row in self.rows("SELECT system_id, count(*) AS n, "
-                             "sum(levelno >= 40) AS errors FROM record "
-                             "WHERE received >= ? AND system_id IS NOT NULL "
-                             "GROUP BY +system_id", (hour,)):
+        group = self.dialect.unindexed.format(column="system_id")
+        for row in self.rows("SELECT system_id, count(*) AS n, "  # noqa: S608 - constants
+                             "sum(CASE WHEN levelno >= 40 THEN 1 ELSE 0 END) AS errors "
+                             "FROM record WHERE received >= ? AND system_id IS NOT NULL "
+                             f"GROUP BY {group}", (hour,)):
             if row["system_id"] in summary:
                 summary[row["system_id"]]["last_hour"] = row["n"]
                 summary[row["system_id"]]["errors_last_hour"] = row["errors"]
@@ -170,9 +199,11 @@ class RecordStore:
                      width: float, low: float, high: float) -> None:
         if low >= high:
             return
-        where, params = where_clause(query, time_first=high - low <= 2 * 86400)
+        where, params = where_clause(query, time_first=high - low <= 2 * 86400,
+                                     dialect=self.dialect)
         where += ["received >= ?", "received < ?"]
-        sql = (f"SELECT CAST((received - ?) / ? AS INTEGER) AS bucket, "  # noqa: S608
+        bucket = self.dialect.bucket.format(x="((received - ?) / ?)")
+        sql = (f"SELECT {bucket} AS bucket, "  # noqa: S608
                f"coalesce(levelno, 0) AS level, count(*) AS n FROM record "
                f"WHERE {' AND '.join(where)} GROUP BY bucket, level")
         self._add(counts, self.rows(sql, [start, width, *params, low, high]))
@@ -187,39 +218,40 @@ class RecordStore:
         if query.level is not None:
             where.append("levelno >= ?")
             params.append(query.level)
-        sql = ("SELECT CAST((hour * 3600 - ?) / ? AS INTEGER) AS bucket, "  # noqa: S608
-               f"levelno AS level, sum(count) AS n FROM level_hour WHERE {' AND '.join(where)} "
-               "GROUP BY bucket, level")
+        bucket = self.dialect.bucket.format(x="((hour * 3600 - ?) / ?)")
+        sql = (f"SELECT {bucket} AS bucket, "  # noqa: S608
+               "levelno AS level, CAST(sum(count) AS BIGINT) AS n FROM level_hour "
+               f"WHERE {' AND '.join(where)} GROUP BY bucket, level")
         self._add(counts, self.rows(sql, [start, width, *params]))
 
     @staticmethod
     def _add(counts: list[dict[int, int]], rows: list[dict]) -> None:
         for row in rows:
             if 0 <= row["bucket"] < len(counts) and row["n"]:
-                bucket = counts[row["bucket"]]
+                bucket = counts[int(row["bucket"])]
                 bucket[row["level"]] = bucket.get(row["level"], 0) + row["n"]
 
     def values_since(self, start: float, chunk: int = 5000) -> Iterator[list]:
         """Every record received since `start` as values in COLUMNS order, oldest first, a
         chunk at a time (neelix's dry run feeds them to its rules)."""
-        sql = (f"SELECT id, {', '.join(COLUMNS)} FROM record "  # noqa: S608 - schema names
+        sql = (f"SELECT {RECORD} FROM record "  # noqa: S608 - schema names
                "WHERE id > ? AND received >= ? ORDER BY id LIMIT ?")
         last = 0
         while True:
-            rows = self.connection().execute(sql, (last, start, chunk)).fetchall()
+            rows = self.rows(sql, (last, start, chunk))
             if not rows:
                 return
-            last = rows[-1][0]
+            last = rows[-1]["id"]
             for row in rows:
-                yield list(row[1:])
+                yield [row[name] for name in COLUMNS]
 
     def export(self, query: Query, limit: int) -> Iterator[dict]:
         """Every record the query matches, newest first, at most `limit`, a page at a time."""
         sent, before = 0, query.before
         while sent < limit:
-            page = dataclasses.replace(query, before=before, after=None,
+            page = dataclasses.replace(self.narrowed(query), before=before, after=None,
                                        limit=min(1000, limit - sent), newest_first=True)
-            sql, params = build(page)
+            sql, params = build(page, RECORD, self.dialect)
             rows = self.rows(sql, params)[:page.limit]
             if not rows:
                 return

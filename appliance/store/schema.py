@@ -193,14 +193,40 @@ def after_insert(last_id: int) -> None:
     count_levels_after(last_id)
 
 
+VERSION = 1  # this code's schema; a file with a higher one is refused (see schema_version)
+VERSION_SQL = ("CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, "
+               "version INTEGER NOT NULL)")
+
+
+def schema_version() -> int | None:
+    """The file's schema version: None before any schema, 1 for files from before the table."""
+    if not database.table_exists("record"):
+        return None
+    if not database.table_exists("schema_version"):
+        return 1
+    found = database.execute_sql(
+        "SELECT version FROM schema_version WHERE component = 'records'").fetchone()
+    return found[0] if found else 1
+
+
 def open_database(path: Path, create: bool = False) -> pw.SqliteDatabase:
-    """Bind the models to the SQLite file at `path`; with `create`, make the schema."""
+    """Bind the models to the SQLite file at `path`; with `create`, make or upgrade the
+    schema. A file of a newer schema is refused (engine.SchemaTooNew)."""
+    from appliance.store.url import SchemaTooNew
     if create:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     database.init(str(path), pragmas=PRAGMAS)
     database.connect(reuse_if_open=True)
+    found = schema_version()
+    if found is not None and found > VERSION:
+        database.close()
+        raise SchemaTooNew(f"sqlite:///{path}", found, VERSION)
     if create:
         with database.atomic():
+            database.execute_sql(VERSION_SQL)
+            database.execute_sql("INSERT INTO schema_version (component, version) "
+                                 "VALUES ('records', ?) ON CONFLICT (component) DO UPDATE "
+                                 "SET version = excluded.version", (VERSION,))
             new_counts = not database.table_exists("level_hour")
             database.create_tables([Record, Cursor, Facet, LevelHour], safe=True)
             if "hops" not in {c.name for c in database.get_columns("record")}:

@@ -1,43 +1,31 @@
-"""The SQLite writer: a subscriber that stores every record of its shard in the herald DB.
+"""The writer: a subscriber that stores every record of its shard in the herald store
+(SQLite or PostgreSQL, through store.engine).
 
-Rows and the cursor go in one transaction; retention deletes old rows in small batches.
+Rows and the cursor go in one transaction; while the database is away it waits and retries
+(the journal holds the records); retention deletes old rows in short transactions.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import peewee as pw
+from typing import TypeVar
 
 from appliance.errors import ApplianceError
 from appliance.runtime import Every, StopFlag, start_process
 from appliance.spine import stats
-from appliance.spine.record import scrub
 from appliance.spine.subscriber import Shard, SubscriberLoop
-from appliance.store.purge import OLDER_THAN, UP_TO_ID, delete_in_batches
-from appliance.store.schema import (
-    INSERT_SQL,
-    Cursor,
-    after_insert,
-    database,
-    newest_id,
-    open_database,
-)
+from appliance.store import schema
+from appliance.store.engine import Engine, open_store
+from appliance.store.sqlite_engine import SqliteEngine
+from appliance.store.url import SQLITE, StoreUnavailable, StoreUrl
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-# OperationalErrors that waiting can cure (another shard's lock, a full disk, I/O trouble).
-TRANSIENT = ("locked", "busy", "full", "disk i/o", "readonly")
-# Errors a single row can cause (bad value, constraint); anything else is the database's.
-ROW_ERRORS = (pw.IntegrityError, pw.DataError, pw.InterfaceError, pw.ProgrammingError,
-              sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
-              sqlite3.ProgrammingError, ValueError, OverflowError)
-
 
 
 class StoreFailed(ApplianceError):
@@ -45,13 +33,12 @@ class StoreFailed(ApplianceError):
 
 
 class DatabaseSink:
-    """Applies batches to SQLite. Uses executemany on peewee's connection: 2-3× faster than
-    building a multi-row insert_many statement (measured), same transaction semantics."""
+    """Applies batches to the store (SQLite or PostgreSQL, through store.engine)."""
 
     def __init__(self, name: str, keep: float, max_rows: int, retention_interval: float,
                  delete_batch: int, retention_owner: bool,
                  should_stop: Callable[[], bool] = lambda: False,
-                 var_dir: Path | None = None) -> None:
+                 var_dir: Path | None = None, engine: Engine | None = None) -> None:
         self.name, self.should_stop = name, should_stop
         self.keep, self.max_rows, self.delete_batch = keep, max_rows, delete_batch
         self.retention_owner = retention_owner
@@ -60,42 +47,23 @@ class DatabaseSink:
         self.written = 0
         self.var_dir = var_dir
         self._stats = Every(2.0)
+        # without one: the SQLite file schema.open_database bound (unit tests)
+        self.engine: Engine = engine or SqliteEngine(StoreUrl(SQLITE, path=Path(
+            schema.database.database)))
 
     def load_cursor(self, origin: str) -> int:
-        row = Cursor.get_or_none((Cursor.name == self.name) & (Cursor.origin == origin))
-        return row.seq if row else 0
+        return self._retrying(lambda: self.engine.load_cursor(self.name, origin),
+                              f"cursor of {origin}")
 
     def apply(self, records: list[list], origin: str, last_seq: int) -> None:
         """Store a batch and move the cursor in one transaction. When the database cannot
-        write (locked by another shard past the busy timeout, disk full, I/O error), nothing
-        is committed: wait and try the whole batch again, so the cursor never passes a row
-        that is not stored."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                # IMMEDIATE takes the write lock at BEGIN, where SQLite's busy timeout applies;
-                # a deferred transaction can get SQLITE_BUSY at once when shards interleave.
-                with database.atomic(lock_type="IMMEDIATE"):
-                    before = newest_id()
-                    inserted = self._insert(records)
-                    if inserted:
-                        after_insert(before)
-                    Cursor.insert(name=self.name, origin=origin, seq=last_seq).on_conflict(
-                        conflict_target=[Cursor.name, Cursor.origin],
-                        update={Cursor.seq: last_seq}).execute()
-                break
-            except (pw.PeeweeException, sqlite3.Error) as error:
-                if not _transient(error):
-                    raise  # e.g. a missing table: a restart re-creates the schema
-                self.write_failures += 1
-                if self.should_stop():
-                    raise StoreFailed(f"stopping with seq {last_seq} not stored: {error}") \
-                        from error
-                delay = min(attempt, 30)
-                log.error("%s: database cannot store the batch up to seq %d (%s); retrying "
-                          "in %ds (attempt %d)", self.name, last_seq, error, delay, attempt)
-                time.sleep(delay)
+        write (locked by another shard past the busy timeout, disk full, I/O error, the
+        server away), nothing is committed: wait and try the whole batch again, so the
+        cursor never passes a row that is not stored."""
+        def store() -> int:
+            self.last_rejected = 0
+            return self.engine.store_batch(records, (self.name, origin, last_seq), self._reject)
+        inserted = self._retrying(store, f"the batch up to seq {last_seq}")
         self.written += inserted
         already = len(records) - inserted - self.last_rejected
         if already:
@@ -103,31 +71,29 @@ class DatabaseSink:
             log.warning("%s: %d records were already stored (same origin and seq)", self.name,
                         already)
 
-    def _insert(self, records: list[list]) -> int:
-        """Insert a batch; if one row is at fault, row by row, so a bad row never blocks the
-        others (and never crash-loops the writer on the same journal entries). Errors of the
-        database itself (OperationalError) go up: they are not the row's fault."""
-        self.last_rejected = 0
-        if not records:
-            return 0
-        cursor = database.cursor()
-        try:
-            with database.atomic():
-                cursor.executemany(INSERT_SQL, records)
-                return cursor.rowcount
-        except ROW_ERRORS as error:
-            log.warning("%s: batch insert failed (%s); inserting row by row", self.name, error)
-        inserted = 0
-        for values in records:
+    def _retrying(self, step: Callable[[], T], what: str) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                with database.atomic():
-                    inserted += database.execute_sql(INSERT_SQL, scrub(values)).rowcount
-            except ROW_ERRORS as error:
-                self.last_rejected += 1
-                self.rejected += 1
-                log.error("%s: record seq %s rejected by the database: %s", self.name,
-                          values[0], error)
-        return inserted
+                return step()
+            except Exception as error:
+                if not self.engine.transient(error):
+                    raise  # e.g. a missing table: a restart re-creates the schema
+                self.write_failures += 1
+                if self.should_stop():
+                    raise StoreFailed(f"stopping with {what} not stored: {error}") from error
+                delay = min(2 ** min(attempt - 1, 5), 30)
+                log.error("%s: the store %s cannot store %s (%s); the journal keeps the "
+                              "records, retrying in %ds (attempt %d)", self.name,
+                              self.engine.url.display, what, _one_line(error), delay, attempt)
+                _sleep(delay, self.should_stop)
+
+    def _reject(self, values: list, error: BaseException) -> None:
+        self.last_rejected += 1
+        self.rejected += 1
+        log.error("%s: record seq %s rejected by the database: %s", self.name, values[0],
+                  _one_line(error))
 
     def tick(self, live: bool) -> None:
         if self.retention_owner and self._retention.due():
@@ -138,33 +104,42 @@ class DatabaseSink:
                 "rejected": self.rejected, "write_failures": self.write_failures})
 
     def run_retention(self, now: float) -> int:
-        """Delete rows past the keep time or over the row cap, a small batch per transaction."""
-        connection = database.connection()
-        deleted = 0
-        if self.keep > 0:
-            deleted += delete_in_batches(connection, OLDER_THAN, now - self.keep,
-                                         self.delete_batch)
-        if self.max_rows > 0:
-            # Rows are deleted from the old end, so ids are nearly dense: the newest id minus
-            # the cap is the cut, found without counting millions of rows (gaps only make it
-            # keep slightly fewer rows than the cap).
-            newest = newest_id()
-            if newest > self.max_rows:
-                deleted += delete_in_batches(connection, UP_TO_ID, newest - self.max_rows,
-                                             self.delete_batch)
+        """Delete rows past the keep time or over the row cap, in short transactions."""
+        cutoff = now - self.keep if self.keep > 0 else None
+        deleted = self._retrying(lambda: self.engine.retention(
+            cutoff, self.max_rows, self.delete_batch), "retention")
         if deleted:
             log.info("%s: retention deleted %d records", self.name, deleted)
         return deleted
 
 
-def _transient(error: BaseException | None) -> bool:
-    """Whether waiting can cure this error. SQLite rolls a transaction back by itself on a
-    full disk, so what surfaces may be the failed rollback: look along the whole chain."""
-    while error is not None:
-        if isinstance(error, (pw.OperationalError, sqlite3.OperationalError)) and any(
-                word in str(error).lower() for word in TRANSIENT):
+def _one_line(error: BaseException) -> str:
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) \
+        or type(error).__name__
+
+
+def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
+    """Wait, but wake for a stop within a tenth of a second."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not should_stop():
+        time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+
+
+def open_writing(engine: Engine, should_stop: Callable[[], bool]) -> bool:
+    """Connect and make or upgrade the schema, retrying with backoff while the database is
+    away (one line per try, naming the URL without the password). False if asked to stop."""
+    attempt = 0
+    while not should_stop():
+        attempt += 1
+        try:
+            engine.open(create=True)
+            if attempt > 1:
+                log.info("the store %s is back after %d attempts", engine.url.display, attempt)
             return True
-        error = error.__cause__ or error.__context__
+        except StoreUnavailable as error:
+            delay = min(2 ** min(attempt - 1, 5), 30)
+            log.error("%s; retrying in %ds", error, delay)
+            _sleep(delay, should_stop)
     return False
 
 
@@ -174,14 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     args, config = start_process(parser, argv)
     stop = StopFlag()
     settings = config.writer
-    open_database(settings.db, create=True)
+    engine = open_store(config.store.url, config.store.admin_url)
+    if not open_writing(engine, lambda: bool(stop)):
+        return
     name = f"writer-{args.shard.label}"
     sink = DatabaseSink(name, settings.keep, settings.max_rows, settings.retention_interval,
                         settings.delete_batch, retention_owner=args.shard.index == 0,
-                        should_stop=lambda: bool(stop), var_dir=config.appliance.var_dir)
+                        should_stop=lambda: bool(stop), var_dir=config.appliance.var_dir,
+                        engine=engine)
     loop = SubscriberLoop("writer", config.journal.dir, config.ingestor.publish, sink,
                           args.shard, settings.batch_records, settings.batch_delay, stop)
     try:
         loop.run()
     finally:
-        database.close()
+        engine.close()

@@ -22,13 +22,14 @@ class Access:
     sessions ended by logout (kept in memory: a restart forgets them; deleting var/web.secret
     ends every session)."""
 
-    def __init__(self, web: object, secret_path: Path, bind: str) -> None:
+    def __init__(self, web: object, secret_path: Path | bytes, bind: str) -> None:
         self.login = web.login  # type: ignore[attr-defined]
         self.users = web.users  # type: ignore[attr-defined]
         self.tokens = {digest: auth.Principal(name, role)
                        for name, (role, digest) in web.tokens.items()}  # type: ignore[attr-defined]
         self.session_seconds = web.session  # type: ignore[attr-defined]
-        self.secret = auth.load_secret(secret_path)
+        self.secret = secret_path if isinstance(secret_path, bytes) \
+            else auth.load_secret(secret_path)
         self.hosts = allowed_hosts(web.hosts, bind)  # type: ignore[attr-defined]
         self.ended: dict[str, float] = {}  # nonce → expiry
         self.failures: dict[str, list[float]] = {}  # remote address → recent failed logins

@@ -17,9 +17,13 @@ import time
 import bottle
 
 from appliance.config import Config
-from appliance.neelix.history import AlertHistory
+from appliance.errors import ConfigError
+from appliance.neelix.history import alert_history
 from appliance.runtime import start_process
+from appliance.store.engine import open_store
 from appliance.store.reader import RecordStore
+from appliance.store.url import StoreUnavailable
+from appliance.web import auth
 from appliance.web.access import Access
 from appliance.web.gate import GateViews
 from appliance.web.health import HealthViews
@@ -38,7 +42,7 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-ERROR_STATUSES = (400, 401, 403, 404, 405, 409, 421, 429, 500)
+ERROR_STATUSES = (400, 401, 403, 404, 405, 409, 421, 429, 500, 503)
 
 
 def make_app(site: Site, config: Config | None = None) -> bottle.Bottle:
@@ -87,7 +91,12 @@ def security_headers() -> None:
 
 def error_page(site: Site, error: bottle.HTTPError) -> str:
     """Every error as JSON under /api/, else as a page; a 5xx is logged and says no more."""
-    if error.status_code >= 500:
+    if isinstance(error.exception, StoreUnavailable):
+        # the database is away or not made yet: say so, no traceback; it may come back
+        bottle.response.status = StoreUnavailable.status
+        log.warning("%s %s: %s", bottle.request.method, bottle.request.path, error.exception)
+        message = str(error.exception)
+    elif error.status_code >= 500:
         log.error("%s %s failed: %r", bottle.request.method, bottle.request.path,
                   error.exception)
         message = "internal error (logged)"
@@ -115,22 +124,25 @@ def static(name: str) -> bottle.HTTPResponse:
 def main(argv: list[str] | None = None) -> None:
     import waitress
 
-    from appliance.store.purge import purge_older_than
-
     _args, config = start_process(
         argparse.ArgumentParser(prog="appliance web", description=__doc__), argv)
+    engine = open_store(config.store.url, config.store.admin_url)
     db = config.writer.db
-    while not db.exists():  # the writer creates it; the web never creates it
+    while db is not None and not db.exists():  # the writer creates it; the web never does
         log.info("waiting for the writer to create %s", db)
         time.sleep(1)
-    access = Access(config.web, config.appliance.var_dir / "web.secret", config.appliance.bind)
-    site = Site(RecordStore(db), AlertHistory(config.neelix.state), access,
-                purge=lambda cutoff: purge_older_than(db, cutoff, config.writer.delete_batch),
+    try:
+        secret = auth.shared_secret(config.web.secret_file, config.web.secret_env)
+    except ValueError as error:
+        raise ConfigError(str(error), str(config.path), "web") from None
+    access = Access(config.web, secret or config.appliance.var_dir / "web.secret",
+                    config.appliance.bind)
+    site = Site(RecordStore(engine), alert_history(config), access,
+                purge=lambda cutoff: engine.purge_older_than(cutoff, config.writer.delete_batch),
                 var_dir=config.appliance.var_dir, stage=config.stage.name,
                 instance=config.appliance.instance)
     app = make_app(site, config)
-    log.info("herald web on http://%s:%d/ reading %s and %s (login %s)",
-             config.appliance.bind, config.web.port, db, config.neelix.state,
-             "on" if access.login else "off")
+    log.info("herald web on http://%s:%d/ reading %s (login %s)", config.appliance.bind,
+             config.web.port, config.store.url.display, "on" if access.login else "off")
     waitress.serve(app, host=config.appliance.bind, port=config.web.port,
                    threads=config.web.threads, ident="herald")

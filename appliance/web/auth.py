@@ -75,6 +75,31 @@ def load_secret(path: Path) -> bytes:
         return key
 
 
+def shared_secret(file: Path | None, env: str) -> bytes | None:
+    """The signing key every web process of one store shares ([web] secret_file or
+    secret_env), so a login and its CSRF token are valid on any of them; None when neither
+    is set (then each host makes its own var/web.secret). Raises ValueError."""
+    if file and env:
+        raise ValueError("give [web] secret_file or secret_env, not both")
+    if env:
+        text = os.environ.get(env)
+        if text is None:
+            raise ValueError(f"[web] secret_env: the environment variable {env} is not set")
+    elif file:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(f"[web] secret_file {file}: {error.strerror} (make one with: "
+                             f"python3 -c 'import secrets; print(secrets.token_hex(32))' > "
+                             f"{file}; chmod 600 {file})") from None
+    else:
+        return None
+    text = text.strip()
+    if len(text) < 32:
+        raise ValueError("the shared web secret must have at least 32 characters")
+    return hashlib.sha256(text.encode()).digest()
+
+
 def _sign(secret: bytes, payload: bytes) -> str:
     return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 

@@ -16,6 +16,7 @@ import pytest
 
 from appliance.harness.instance import Instance, api, finish, get, start_client, wait_until
 from appliance.web.site import fmt_time
+from conftest import ENGINES
 from legacy_fixtures import (
     PS_BRIDGE_ROWS,
     SYSTEM,
@@ -34,17 +35,28 @@ def import_legacy(*args, env: dict | None = None) -> subprocess.CompletedProcess
                           env=env)
 
 
+def search_count(inst: Instance, word: str) -> list[tuple]:
+    """Rows the engine's full-text index finds for one word."""
+    if inst.store:
+        return inst.query("SELECT count(*) FROM record WHERE search @@ ?::tsquery", (word,))
+    return inst.query("SELECT count(*) FROM record_fts WHERE record_fts MATCH ?", (word,))
+
+
 def by_message(inst: Instance, query: str) -> dict[str, dict]:
     return {r["message"]: r for r in api(inst, f"/api/records?limit=1000&{query}")["records"]}
 
 
-@pytest.fixture(scope="module")
-def imported(tmp_path_factory):
+@pytest.fixture(scope="module", params=ENGINES)
+def imported(tmp_path_factory, request):
     """A running instance (retention off: the old records are years old) into which the old
-    database was imported once; yields (instance, the import's output, its time span)."""
+    database was imported once, on each engine; yields (instance, the import's output, its
+    time span)."""
     base = tmp_path_factory.mktemp("legacy")
     old = ps_bridge_db(base / "ps_herald.sqlite")
-    inst = Instance(base / "instance", writer={"keep": "0"})
+    store = None
+    if request.param == "postgresql":
+        store = request.getfixturevalue("postgres_server").create_database()
+    inst = Instance(base / "instance", store=store, writer={"keep": "0"})
     inst.start(("ingestor", "writer", "web"))
     try:
         wait_until(lambda: get(inst, "/api/records")[0] == 200, 30, "the web viewer",
@@ -166,8 +178,7 @@ def test_a_large_import_runs_beside_live_traffic(imported, tmp_path):
     inst.wait_count(5000, "system_id = ?", ("live-during-import",))
     bulk = f"{SYSTEM}-bulk"
     assert inst.count("system_id = ?", (bulk,)) == 100_000
-    assert inst.query("SELECT count(*) FROM record_fts WHERE record_fts MATCH 'filler'") \
-        == [(100_000,)]
+    assert search_count(inst, "filler") == [(100_000,)]
     assert inst.query("SELECT sum(count) FROM level_hour WHERE system_id = ?",
                       (bulk,)) == [(100_000,)]
     assert inst.query("SELECT count FROM facet WHERE field = 'system_id' AND value = ?",

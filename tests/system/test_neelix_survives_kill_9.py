@@ -39,7 +39,7 @@ def run_on(inst, pid: int, seconds: float) -> None:
                inst.diagnostics)
 
 
-def test_queued_notice_is_sent_once_after_kill_9(neelix, mail):
+def test_queued_notice_is_sent_once_after_kill_9(neelix, mail, store):
     inst = neelix(RULES)
     mail.stop()  # the notice must wait in the outbox
     send_records(inst.port, (logging.ERROR, "worker crashed", "ch2eu"))

@@ -41,7 +41,7 @@ def on_a_terminal(inst, *args: str) -> tuple[subprocess.CompletedProcess, str]:
     return done, shown.decode("utf-8", "replace")
 
 
-def test_emit_query_tail_and_purge(instance):
+def test_emit_query_tail_and_purge(instance, store):
     inst = instance().start()
     sent = appliance(inst, "emit", "disk almost full", "--count", "5", "--level", "WARNING",
                      "--system", "ops-check")

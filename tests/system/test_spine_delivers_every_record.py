@@ -6,7 +6,7 @@ import json
 from appliance.harness.instance import finish, start_client
 
 
-def test_four_tcp_clients_and_one_udp_client_give_exactly_21000_rows(instance):
+def test_four_tcp_clients_and_one_udp_client_give_exactly_21000_rows(instance, store):
     inst = instance().start()
     inst.wait_ready()
     clients = [start_client(inst.port, 5000, f"sys{n}") for n in range(4)]

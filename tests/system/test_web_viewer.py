@@ -12,6 +12,7 @@ import pytest
 
 from appliance.harness.instance import Instance, wait_until
 from appliance.web.export import spreadsheet_safe
+from conftest import ENGINES
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
@@ -35,9 +36,13 @@ def api(inst: Instance, path: str) -> dict:
     return json.loads(body)
 
 
-@pytest.fixture(scope="module")
-def viewer(tmp_path_factory):
-    inst = Instance(tmp_path_factory.mktemp("web") / "instance")
+@pytest.fixture(scope="module", params=ENGINES)
+def viewer(tmp_path_factory, request):
+    """One instance per engine, shared by the module's tests: every API test runs on both."""
+    store = None
+    if request.param == "postgresql":
+        store = request.getfixturevalue("postgres_server").create_database()
+    inst = Instance(tmp_path_factory.mktemp("web") / "instance", store=store)
     inst.start(wait_programs=("ingestor", "writer", "web"))
     try:
         handler = logging.handlers.SocketHandler("127.0.0.1", inst.port)

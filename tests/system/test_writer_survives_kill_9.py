@@ -1,5 +1,6 @@
 """Acceptance: SIGKILL the writer in the middle of a 100,000-record flood; supervisord restarts
-it; after the drain the DB holds exactly the records sent, none twice."""
+it; after the drain the DB holds exactly the records sent, none twice. (On PostgreSQL the same
+flood through a kill -9 and a database outage: test_store_shared_by_writer_hosts.py.)"""
 
 from appliance.harness.instance import finish, start_client
 
