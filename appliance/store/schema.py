@@ -222,7 +222,10 @@ def open_database(path: Path, create: bool = False) -> pw.SqliteDatabase:
         database.close()
         raise SchemaTooNew(f"sqlite:///{path}", found, VERSION)
     if create:
-        with database.atomic():
+        # IMMEDIATE: the write lock is taken at BEGIN, where the busy timeout waits for a
+        # running writer; a deferred transaction that read first would fail at once with
+        # "database is locked" when the writer commits in between (SQLITE_BUSY_SNAPSHOT).
+        with database.atomic(lock_type="IMMEDIATE"):
             database.execute_sql(VERSION_SQL)
             database.execute_sql("INSERT INTO schema_version (component, version) "
                                  "VALUES ('records', ?) ON CONFLICT (component) DO UPDATE "
